@@ -1,0 +1,46 @@
+"""What every agent offers the training loop, and the host-to-device edge for observations."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+TensorObs = dict[str, torch.Tensor] | torch.Tensor
+
+
+def obs_to_tensor(obs: dict[str, np.ndarray] | np.ndarray, device: torch.device) -> TensorObs:
+    """Batched numpy observation (dict or array, leaves (N, ...)) -> float32 tensors on `device`."""
+    if isinstance(obs, dict):
+        return {k: torch.as_tensor(v, dtype=torch.float32).to(device, non_blocking=True) for k, v in obs.items()}
+    return torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
+
+
+class Agent(Protocol):
+    """The loop calls act -> env.step -> observe -> update, every vector step, on batches of N env copies."""
+
+    device: torch.device
+
+    def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
+        """Actions (N, *action_shape) for a batch of observations."""
+
+    def observe(
+        self,
+        obs: TensorObs,
+        action: torch.Tensor,
+        reward: torch.Tensor,
+        next_obs: TensorObs,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+    ) -> None:
+        """Record one vector step; next_obs holds the true last observation for copies whose episode ended."""
+
+    def update(self) -> dict[str, torch.Tensor]:
+        """Run whatever gradient steps are due; return detached scalar metrics (no host sync)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain containers only, so that `torch.load(weights_only=True)` restores it."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of `state_dict`."""

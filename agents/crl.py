@@ -1,0 +1,220 @@
+"""Contrastive RL (Eysenbach et al. 2022) with the stabilising choices of Zheng et al. 2023.
+
+The critic never regresses a reward. It learns representations phi(s, a) and psi(g) whose similarity scores how
+likely g is to be reached in the discounted future of (s, a): the positive pairs are (s_t, a_t) with the achieved
+goal of s_{t+k}, k ~ Geometric(1 - discount) within the same trajectory; the other goals in the batch are the
+negatives (InfoNCE). The actor maximises the critic's score of its own action for the commanded goal, with a
+SAC entropy bonus whose temperature is tuned to a target entropy.
+
+Observations follow the GoalEnv convention: dicts with `observation` (the state s) and `desired_goal` (the
+command); the critic's goals live in the `achieved_goal` space.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import nn
+
+from agents.base import TensorObs
+from agents.goal_buffer import GoalReplayBuffer
+from agents.networks import TanhGaussianPolicy, mlp
+
+ENERGIES = ("dot", "l2", "norm")
+CONTRASTIVE_LOSSES = ("forward", "backward", "symmetric")
+
+
+@dataclass
+class CRLConfig:
+    """Hyper-parameters of Contrastive RL; every field is a key of `scripts/conf/agent/crl.yaml`."""
+
+    repr_dim: int = 64
+    hidden: list[int] = field(default_factory=lambda: [256, 256])
+    layer_norm: bool = True
+    energy: str = "norm"  # dot: phi.psi | l2: -|phi-psi|^2 | norm: -|phi-psi|
+    contrastive_loss: str = "symmetric"
+    logsumexp_penalty: float = 0.1
+    discount: float = 0.99
+    batch_size: int = 256
+    critic_lr: float = 3e-4
+    actor_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    init_alpha: float = 0.1
+    target_entropy: float | None = None  # None: -action_dim
+    buffer_size: int = 1_000_000
+    warmup_steps: int = 5_000  # env steps with uniform random actions before learning starts
+    updates_per_step: int = 1  # gradient steps per vector-env step
+
+    def __post_init__(self) -> None:
+        if self.energy not in ENERGIES:
+            raise ValueError(f"energy={self.energy!r} is not one of {ENERGIES}")
+        if self.contrastive_loss not in CONTRASTIVE_LOSSES:
+            raise ValueError(f"contrastive_loss={self.contrastive_loss!r} is not one of {CONTRASTIVE_LOSSES}")
+
+
+def critic_logits(sa_repr: torch.Tensor, goal_repr: torch.Tensor, energy: str) -> torch.Tensor:
+    """Pairwise scores f(s_i, a_i, g_j): sa_repr (B, D), goal_repr (B, D) -> logits (B, B)."""
+    if energy == "dot":
+        return sa_repr @ goal_repr.T
+    sq = (sa_repr[:, None, :] - goal_repr[None, :, :]).pow(2).sum(-1)
+    return -sq if energy == "l2" else -(sq + 1e-8).sqrt()
+
+
+def critic_diag(sa_repr: torch.Tensor, goal_repr: torch.Tensor, energy: str) -> torch.Tensor:
+    """Matched scores f(s_i, a_i, g_i): (B, D), (B, D) -> (B,). The diagonal of `critic_logits`, in O(B D)."""
+    if energy == "dot":
+        return (sa_repr * goal_repr).sum(-1)
+    sq = (sa_repr - goal_repr).pow(2).sum(-1)
+    return -sq if energy == "l2" else -(sq + 1e-8).sqrt()
+
+
+def infonce_loss(logits: torch.Tensor, kind: str, logsumexp_penalty: float) -> torch.Tensor:
+    """InfoNCE over a (B, B) logit matrix whose diagonal holds the positive pairs.
+
+    forward: classify the right goal for each (s, a) (softmax over a row); backward: the right (s, a) for each
+    goal (softmax over a column); symmetric: their sum. The penalty c * mean(logsumexp_row^2) keeps the row
+    normaliser near zero (Eysenbach et al. 2022, Zheng et al. 2023).
+    """
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    loss = logits.new_zeros(())
+    if kind in ("forward", "symmetric"):
+        loss = loss + F.cross_entropy(logits, labels)
+    if kind in ("backward", "symmetric"):
+        loss = loss + F.cross_entropy(logits.T, labels)
+    return loss + logsumexp_penalty * torch.logsumexp(logits, dim=1).pow(2).mean()
+
+
+class ContrastiveCritic(nn.Module):
+    """phi(s, a) and psi(g) encoders."""
+
+    def __init__(self, obs_dim: int, action_dim: int, goal_dim: int, cfg: CRLConfig) -> None:
+        super().__init__()
+        self.sa_encoder = mlp(obs_dim + action_dim, cfg.hidden, cfg.repr_dim, cfg.layer_norm)
+        self.goal_encoder = mlp(goal_dim, cfg.hidden, cfg.repr_dim, cfg.layer_norm)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (B, S), action (B, A), goal (B, G) -> phi (B, D), psi (B, D)."""
+        return self.sa_encoder(torch.cat([obs, action], -1)), self.goal_encoder(goal)
+
+
+class CRLAgent:
+    """Contrastive RL for GoalEnv-style Dict observations and Box actions in [-1, 1]."""
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        cfg: CRLConfig,
+        num_envs: int,
+        max_episode_steps: int,
+        device: torch.device,
+    ) -> None:
+        needed = {"observation", "achieved_goal", "desired_goal"}
+        if not isinstance(observation_space, spaces.Dict) or not needed <= set(observation_space.spaces):
+            raise ValueError(f"crl needs a goal env with Dict observations {sorted(needed)}, got {observation_space}")
+        if not isinstance(action_space, spaces.Box):
+            raise ValueError(f"crl needs a Box action space, got {action_space}")
+        self.cfg, self.device, self.num_envs = cfg, device, num_envs
+        obs_dim = int(np.prod(observation_space["observation"].shape))
+        goal_dim = int(np.prod(observation_space["achieved_goal"].shape))
+        self.action_dim = int(np.prod(action_space.shape))
+        self.critic = ContrastiveCritic(obs_dim, self.action_dim, goal_dim, cfg).to(device)
+        self.actor = TanhGaussianPolicy(obs_dim + goal_dim, self.action_dim, cfg.hidden, cfg.layer_norm).to(device)
+        self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=device, requires_grad=True)
+        self.target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.buffer = GoalReplayBuffer(obs_dim, self.action_dim, goal_dim, num_envs, cfg.buffer_size, max_episode_steps, device)
+        self.env_steps = 0
+
+    # --- acting ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
+        """obs dict of (N, ...) tensors -> actions (N, A); uniform random during warm-up when exploring."""
+        n = obs["observation"].shape[0]
+        if not deterministic and self.env_steps < self.cfg.warmup_steps:
+            return torch.rand(n, self.action_dim, device=self.device) * 2 - 1
+        action, _ = self.actor(torch.cat([obs["observation"], obs["desired_goal"]], -1), deterministic)
+        return action
+
+    def observe(self, obs: TensorObs, action: torch.Tensor, reward: torch.Tensor, next_obs: TensorObs,
+                terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """Store one vector step (rewards are not used: CRL learns from reached states alone)."""
+        self.buffer.add(obs["observation"], action, next_obs["achieved_goal"], terminated | truncated)
+        self.env_steps += self.num_envs
+
+    # --- learning ----------------------------------------------------------------------------------------
+    def update(self) -> dict[str, torch.Tensor]:
+        """`updates_per_step` gradient steps once warm-up is over and an episode is stored."""
+        if self.env_steps < self.cfg.warmup_steps or len(self.buffer) == 0:
+            return {}
+        metrics: dict[str, torch.Tensor] = {}
+        for _ in range(self.cfg.updates_per_step):
+            metrics = self.update_on(self.buffer.sample(self.cfg.batch_size, self.cfg.discount))
+        return metrics
+
+    def update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One critic, actor and temperature step on a batch {observation (B,S), action (B,A), goal (B,G)}."""
+        cfg = self.cfg
+        obs, action, goal = batch["observation"], batch["action"], batch["goal"]
+
+        sa_repr, goal_repr = self.critic(obs, action, goal)
+        logits = critic_logits(sa_repr, goal_repr, cfg.energy)
+        critic_loss = infonce_loss(logits, cfg.contrastive_loss, cfg.logsumexp_penalty)
+        self.critic_opt.zero_grad(set_to_none=True)
+        critic_loss.backward()
+        self.critic_opt.step()
+
+        alpha = self.log_alpha.exp().detach()
+        pi_action, log_prob = self.actor(torch.cat([obs, goal], -1))
+        pi_sa_repr, pi_goal_repr = self.critic(obs, pi_action, goal)
+        q = critic_diag(pi_sa_repr, pi_goal_repr, cfg.energy)
+        actor_loss = (alpha * log_prob - q).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
+        self.actor_opt.step()
+
+        alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_opt.step()
+
+        with torch.no_grad():
+            correct = (logits.argmax(1) == torch.arange(len(logits), device=logits.device)).float().mean()
+        return {
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss.detach(),
+            "alpha": alpha,
+            "entropy": -log_prob.detach().mean(),
+            "logits_pos": logits.diagonal().mean().detach(),
+            "logits_neg": logits.detach().mean(),
+            "categorical_accuracy": correct,
+        }
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "critic": self.critic.state_dict(),
+            "actor": self.actor.state_dict(),
+            "log_alpha": self.log_alpha.detach(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "actor_opt": self.actor_opt.state_dict(),
+            "alpha_opt": self.alpha_opt.state_dict(),
+            "env_steps": self.env_steps,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.critic.load_state_dict(state["critic"])
+        self.actor.load_state_dict(state["actor"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.actor_opt.load_state_dict(state["actor_opt"])
+        self.alpha_opt.load_state_dict(state["alpha_opt"])
+        self.env_steps = int(state["env_steps"])

@@ -1,0 +1,91 @@
+"""Episode replay buffer with hindsight goals drawn from each trajectory's own future.
+
+Storage is episode-major on the training device: field tensors shaped (capacity_episodes, max_len, dim).
+Each copy of a vector env writes into its own open episode slot; a slot becomes sampleable when its episode
+ends. Sampling never leaves the device.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def future_goal_offsets(length_left: torch.Tensor, discount: float) -> torch.Tensor:
+    """Offsets k in [1, length_left] with P(k) proportional to discount^(k-1) (truncated geometric).
+
+    length_left (B,) int, >= 1. Sampled by inverting the truncated CDF F(k) = (1 - d^k) / (1 - d^L).
+    """
+    u = torch.rand(length_left.shape, device=length_left.device)
+    if discount >= 1.0:
+        return (u * length_left).floor().long().clamp_(0, None) + 1
+    mass = 1.0 - discount ** length_left.double()
+    k = torch.ceil(torch.log1p(-u.double() * mass) / np.log(discount))
+    return torch.minimum(k.long().clamp_(min=1), length_left)
+
+
+class GoalReplayBuffer:
+    """Stores (observation, action, next_achieved_goal) per step; samples future-goal batches for CRL."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        action_dim: int,
+        goal_dim: int,
+        num_envs: int,
+        capacity: int,
+        max_episode_steps: int,
+        device: torch.device,
+    ) -> None:
+        self.max_len = max_episode_steps
+        self.num_slots = max(capacity // max_episode_steps, 2 * num_envs)
+        self.device = device
+        shape = (self.num_slots, self.max_len)
+        self.observation = torch.zeros(*shape, obs_dim, device=device)
+        self.action = torch.zeros(*shape, action_dim, device=device)
+        self.next_achieved_goal = torch.zeros(*shape, goal_dim, device=device)
+        self.lengths = torch.zeros(self.num_slots, dtype=torch.long, device=device)
+        self.num_envs = num_envs
+        self.slot = np.arange(num_envs)  # the open episode slot of each env copy
+        self.t = np.zeros(num_envs, dtype=np.int64)  # next write position within that slot
+        self.next_slot = num_envs
+        self.num_episodes = 0
+
+    def add(self, observation: torch.Tensor, action: torch.Tensor, next_achieved_goal: torch.Tensor, done: np.ndarray) -> None:
+        """Append one step of every env copy: tensors (N, dim) on the device, done (N,) bool on the host."""
+        if (self.t >= self.max_len).any():
+            raise ValueError(f"an episode ran past max_episode_steps={self.max_len}; raise it in the buffer config")
+        slot = torch.as_tensor(self.slot, device=self.device)
+        t = torch.as_tensor(self.t, device=self.device)
+        self.observation[slot, t] = observation
+        self.action[slot, t] = action
+        self.next_achieved_goal[slot, t] = next_achieved_goal
+        self.t += 1
+        for env in np.flatnonzero(done):
+            self.lengths[self.slot[env]] = int(self.t[env])
+            self.num_episodes += 1
+            self.slot[env] = self.next_slot
+            self.lengths[self.next_slot] = 0  # the slot we are about to overwrite stops being sampleable
+            self.next_slot = (self.next_slot + 1) % self.num_slots
+            self.t[env] = 0
+
+    def __len__(self) -> int:
+        """Number of finished episodes held (up to capacity)."""
+        return min(self.num_episodes, self.num_slots - self.num_envs)
+
+    def sample(self, batch_size: int, discount: float) -> dict[str, torch.Tensor]:
+        """Batch of (observation (B, S), action (B, A), goal (B, G)) with goal = achieved goal k>=1 steps later."""
+        if self.num_episodes == 0:
+            raise RuntimeError("GoalReplayBuffer.sample called before any episode finished")
+        episode = torch.multinomial(self.lengths.float(), batch_size, replacement=True)
+        length = self.lengths[episode]
+        t = (torch.rand(batch_size, device=self.device) * length).long()
+        k = future_goal_offsets(length - t, discount)
+        return {
+            "observation": self.observation[episode, t],
+            "action": self.action[episode, t],
+            "goal": self.next_achieved_goal[episode, t + k - 1],
+            "t": t,
+            "offset": k,
+            "length": length,
+        }

@@ -1,0 +1,105 @@
+"""N copies of one MJCF scene compiled into a single MuJoCo model, stepped by one `mj_step` call.
+
+Each copy sits in its own frame on a grid (`spacing` metres apart) with names prefixed `e{i}/`. As long as the
+scene has no contacts or constraints that span copies, the copies evolve independently and copy i of an N-copy
+model follows exactly the trajectory of a 1-copy model with the same state and controls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+
+class BatchedMujoco:
+    """`num_copies` copies of the scene in `xml_path`, with (N, ...) views of their state.
+
+    Positions returned by `site_pos` / set by `set_mocap_pos` are relative to each copy's own origin, so that
+    callers never see the grid offsets.
+    """
+
+    def __init__(self, xml_path: str | Path, num_copies: int, spacing: float = 2.0) -> None:
+        if num_copies < 1:
+            raise ValueError(f"num_copies must be >= 1, got {num_copies}")
+        self.num_copies = num_copies
+        base = mujoco.MjSpec.from_file(str(xml_path))
+        spec = mujoco.MjSpec()
+        spec.option = base.option
+        spec.visual = base.visual
+        cols = int(np.ceil(np.sqrt(num_copies)))
+        self.origins = np.zeros((num_copies, 3))
+        for i in range(num_copies):
+            self.origins[i, :2] = (i % cols) * spacing, (i // cols) * spacing
+            frame = spec.worldbody.add_frame(pos=self.origins[i].tolist())
+            spec.attach(mujoco.MjSpec.from_file(str(xml_path)), prefix=f"e{i}/", frame=frame)
+        self.model = spec.compile()
+        self.data = mujoco.MjData(self.model)
+        single = base.compile()
+        self.nq, self.nv, self.nu = single.nq, single.nv, single.nu
+        self.ctrl_low = single.actuator_ctrlrange[:, 0].copy()
+        self.ctrl_high = single.actuator_ctrlrange[:, 1].copy()
+        # attach() keeps the child's element order, so copy i owns a contiguous block of qpos / qvel / ctrl.
+        self._mocap = {}
+        self._sites = {}
+        self._renderer: mujoco.Renderer | None = None
+
+    # --- state -------------------------------------------------------------------------------------------
+    @property
+    def qpos(self) -> np.ndarray:
+        """(N, nq) view of the joint positions."""
+        return self.data.qpos.reshape(self.num_copies, self.nq)
+
+    @property
+    def qvel(self) -> np.ndarray:
+        """(N, nv) view of the joint velocities."""
+        return self.data.qvel.reshape(self.num_copies, self.nv)
+
+    def site_ids(self, name: str) -> np.ndarray:
+        if name not in self._sites:
+            self._sites[name] = np.array(
+                [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_SITE, f"e{i}/{name}") for i in range(self.num_copies)]
+            )
+        return self._sites[name]
+
+    def site_pos(self, name: str) -> np.ndarray:
+        """(N, 3) position of site `name` in each copy's frame (valid after `step` or `forward`)."""
+        return self.data.site_xpos[self.site_ids(name)] - self.origins
+
+    def set_mocap_pos(self, body: str, pos: np.ndarray, copies: np.ndarray | None = None) -> None:
+        """Move mocap body `body` of the given copies (all by default) to `pos` (K, 3), copy-relative."""
+        if body not in self._mocap:
+            ids = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"e{i}/{body}") for i in range(self.num_copies)]
+            self._mocap[body] = self.model.body_mocapid[ids]
+        idx = np.arange(self.num_copies) if copies is None else copies
+        self.data.mocap_pos[self._mocap[body][idx]] = pos + self.origins[idx]
+
+    # --- dynamics ----------------------------------------------------------------------------------------
+    def step(self, ctrl: np.ndarray, substeps: int) -> None:
+        """Apply `ctrl` (N, nu) for `substeps` physics steps, then refresh positions for the new state."""
+        self.data.ctrl[:] = ctrl.reshape(-1)
+        for _ in range(substeps):
+            mujoco.mj_step(self.model, self.data)
+        # mj_step leaves kinematics one substep stale; recompute them so site positions match qpos.
+        mujoco.mj_kinematics(self.model, self.data)
+
+    def forward(self) -> None:
+        """Recompute kinematics after writing qpos / mocap positions directly."""
+        mujoco.mj_kinematics(self.model, self.data)
+
+    # --- rendering ---------------------------------------------------------------------------------------
+    def render(self, copy: int, camera: str, width: int, height: int) -> np.ndarray:
+        """(height, width, 3) uint8 image of one copy seen from its camera `camera`."""
+        if self._renderer is None or (self._renderer.width, self._renderer.height) != (width, height):
+            if self._renderer is not None:
+                self._renderer.close()
+            self._renderer = mujoco.Renderer(self.model, height=height, width=width)
+        mujoco.mj_forward(self.model, self.data)
+        self._renderer.update_scene(self.data, camera=f"e{copy}/{camera}")
+        return self._renderer.render()
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None

@@ -1,0 +1,137 @@
+"""Reach: a planar two-link MuJoCo arm moves its fingertip to a goal position.
+
+GoalEnv convention (gymnasium-robotics): observations are dicts
+`{observation (8,), achieved_goal (2,), desired_goal (2,)}`; `compute_reward` is vectorized; success is a
+fingertip-to-goal distance below `SUCCESS_DISTANCE`. Actions (2,) in [-1, 1] set the target joint speeds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
+from envs.mujoco_batch import BatchedMujoco
+
+ASSET = Path(__file__).parent / "assets" / "reach.xml"
+SUCCESS_DISTANCE = 0.05
+GOAL_RADIUS = (0.06, 0.28)  # the arm reaches 0.30 m; goals lie in this annulus around the shoulder
+REWARD_TYPES = ("sparse", "dense")
+
+
+def goal_distance(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+    """Euclidean distance over the last axis, any leading shape."""
+    return np.linalg.norm(achieved_goal - desired_goal, axis=-1)
+
+
+class ReachTask(BatchedTask):
+    """N reach arms in one MuJoCo model."""
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        reward_type: str = "sparse",
+        frame_skip: int = 4,
+        width: int = 240,
+        height: int = 240,
+    ) -> None:
+        if reward_type not in REWARD_TYPES:
+            raise ValueError(f"reward_type={reward_type!r} is not one of {REWARD_TYPES}")
+        super().__init__(num_envs)
+        self.reward_type = reward_type
+        self.frame_skip = frame_skip
+        self.width, self.height = width, height
+        self.sim = BatchedMujoco(ASSET, num_envs)
+        dt = self.sim.model.opt.timestep * frame_skip
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / dt))}
+        self.observation_space = spaces.Dict(
+            {
+                "observation": spaces.Box(-np.inf, np.inf, (8,), np.float64),
+                "achieved_goal": spaces.Box(-np.inf, np.inf, (2,), np.float64),
+                "desired_goal": spaces.Box(-np.inf, np.inf, (2,), np.float64),
+            }
+        )
+        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.goal = np.zeros((num_envs, 2))
+
+    def reset_copies(self, copies: np.ndarray) -> None:
+        for i in copies:
+            rng = self.rngs[i]
+            self.sim.qpos[i] = rng.uniform(-np.pi, np.pi), rng.uniform(-2.5, 2.5)
+            radius, angle = rng.uniform(*GOAL_RADIUS), rng.uniform(-np.pi, np.pi)
+            self.goal[i] = radius * np.cos(angle), radius * np.sin(angle)
+        self.sim.qvel[copies] = 0.0
+        self.sim.set_mocap_pos("goal", np.pad(self.goal[copies], ((0, 0), (0, 1))), copies)
+        self.sim.forward()
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        a = np.clip(actions, -1.0, 1.0)
+        ctrl = self.sim.ctrl_low + 0.5 * (a + 1.0) * (self.sim.ctrl_high - self.sim.ctrl_low)
+        self.sim.step(ctrl, self.frame_skip)
+        achieved = self.fingertip()
+        distance = goal_distance(achieved, self.goal)
+        reward = self.compute_reward(achieved, self.goal, None)
+        info = {"is_success": distance < SUCCESS_DISTANCE, "distance": distance}
+        return reward, np.zeros(self.num_envs, dtype=bool), info
+
+    def fingertip(self) -> np.ndarray:
+        """(N, 2) fingertip position in the arm's plane."""
+        return self.sim.site_pos("fingertip")[:, :2]
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """Sparse: 0 on success, -1 otherwise. Dense: minus the distance. Any leading batch shape."""
+        distance = goal_distance(achieved_goal, desired_goal)
+        if self.reward_type == "sparse":
+            return -(distance >= SUCCESS_DISTANCE).astype(np.float64)
+        return -distance
+
+    def observe(self) -> dict[str, np.ndarray]:
+        q, qd, tip = self.sim.qpos, self.sim.qvel, self.fingertip()
+        return {
+            "observation": np.concatenate([np.cos(q), np.sin(q), qd, tip], axis=1),
+            "achieved_goal": tip.copy(),
+            "desired_goal": self.goal.copy(),
+        }
+
+    def render(self, copy: int) -> np.ndarray:
+        return self.sim.render(copy, "top", self.width, self.height)
+
+    def describe(self, copy: int) -> str:
+        tip, goal = self.fingertip()[copy], self.goal[copy]
+        offset = goal - tip
+        distance = float(np.linalg.norm(offset))
+        if distance < SUCCESS_DISTANCE:
+            return f"The fingertip is on the green goal ({distance:.2f} m away)."
+        side = ("right" if offset[0] > 0 else "left") if abs(offset[0]) > 0.02 else ""
+        height = ("above" if offset[1] > 0 else "below") if abs(offset[1]) > 0.02 else ""
+        where = " and ".join([height] * bool(height) + [f"to the {side} of"] * bool(side))
+        return f"The green goal is {distance:.2f} m away, {where} the fingertip."
+
+    def close(self) -> None:
+        self.sim.close()
+
+
+class ReachEnv(BatchedEnv):
+    """`crlab/Reach-v0`: a single reach arm (a batch of one)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}  # frame_skip=4 at 0.01 s; instances update it
+
+    def __init__(self, reward_type: str = "sparse", render_mode: str | None = None, **task_kwargs: Any) -> None:
+        super().__init__(ReachTask(1, reward_type, **task_kwargs), render_mode)
+
+
+class ReachVectorEnv(BatchedVectorEnv):
+    """Vector form of `crlab/Reach-v0`: all copies in one MuJoCo model, stepped by one call."""
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        reward_type: str = "sparse",
+        max_episode_steps: int | None = 50,
+        render_mode: str | None = None,
+        **task_kwargs: Any,
+    ) -> None:
+        super().__init__(ReachTask(num_envs, reward_type, **task_kwargs), max_episode_steps, render_mode)
