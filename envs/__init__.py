@@ -5,7 +5,12 @@
     vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=64)      # batched: one MuJoCo model, one step call
 """
 
-from gymnasium.envs.registration import register, registry
+import os
+
+# Headless by default: EGL renders offscreen on GPUs and on CPUs (Mesa). Set MUJOCO_GL yourself to override.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from gymnasium.envs.registration import register, registry  # noqa: E402
 
 REACH_EPISODE_STEPS = 50
 
@@ -15,4 +20,25 @@ if "crlab/Reach-v0" not in registry:
         entry_point="envs.reach:ReachEnv",
         vector_entry_point="envs.reach:ReachVectorEnv",
         max_episode_steps=REACH_EPISODE_STEPS,
+    )
+
+if "crlab/FlightPreference-v0" not in registry:
+    register(
+        id="crlab/FlightPreference-v0",
+        entry_point="envs.flight_preference:FlightPreferenceEnv",
+        vector_entry_point="envs.flight_preference:FlightPreferenceVectorEnv",
+    )
+
+if "crlab/Negotiation-v0" not in registry:
+    register(
+        id="crlab/Negotiation-v0",
+        entry_point="envs.negotiation:NegotiationEnv",
+        vector_entry_point="envs.negotiation:NegotiationVectorEnv",
+    )
+
+if "crlab/InstructionFeedback-v0" not in registry:
+    register(
+        id="crlab/InstructionFeedback-v0",
+        entry_point="envs.instruction_feedback:InstructionFeedbackEnv",
+        vector_entry_point="envs.instruction_feedback:InstructionFeedbackVectorEnv",
     )

@@ -1,0 +1,69 @@
+"""Command-line edges: fail fast on bad config overrides, and turn user errors into one clear line."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+
+from agents.checkpoint import CheckpointError
+
+_ABSENT = object()
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0]
+
+
+def unknown_key_message(cfg: DictConfig, key: str) -> str | None:
+    """None if `key` (dotted) exists in `cfg`, else a message naming it and the valid keys at that level."""
+    if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
+        return None
+    node, prefix = cfg, []
+    for part in key.split(".")[:-1]:
+        if not OmegaConf.is_dict(node) or part not in node:
+            break
+        node, prefix = node[part], prefix + [part]
+    valid = sorted(node.keys()) if OmegaConf.is_dict(node) else []
+    where = ".".join(prefix) or "<top level>"
+    close = difflib.get_close_matches(key.split(".")[len(prefix)], valid, n=1)
+    hint = f" Did you mean '{'.'.join(prefix + close)}'?" if close else ""
+    return f"unknown config key '{key}'.{hint} Valid keys under {where}: {valid}"
+
+
+def check_overrides(config_dir: Path, config_name: str, overrides: list[str]) -> None:
+    """Compose `config_name` with the CLI `overrides`; on failure print the bad value and valid choices, exit 2."""
+    plain = [o for o in overrides if "=" in o and not o.startswith(("hydra.", "+", "~", "-"))]
+    groups = {p.name for p in config_dir.iterdir() if p.is_dir()}
+    with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+        try:
+            compose(config_name, overrides=plain)
+            return
+        except MissingConfigException as err:  # e.g. agent=foo: Hydra's text lists the available options
+            sys.stderr.write(f"error: {str(err).split('Config search path')[0].strip()}\n")
+            sys.exit(2)
+        except ConfigCompositionException as err:
+            base = compose(config_name, overrides=[o for o in plain if _key(o) in groups])
+            for override in plain:
+                if _key(override) not in groups and (message := unknown_key_message(base, _key(override))):
+                    sys.stderr.write(f"error: {message}\n")
+                    sys.exit(2)
+            sys.stderr.write(f"error: {err.__cause__ or err}\n")
+            sys.exit(2)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Report bad input (ValueError, unusable checkpoint or rollout file) as `error: ...` and exit 2, without a
+    traceback; real bugs still raise."""
+    try:
+        yield
+    except (ValueError, CheckpointError, FileNotFoundError) as err:
+        sys.stderr.write(f"error: {err}\n")
+        sys.exit(2)

@@ -1,0 +1,44 @@
+"""Evaluation episodes: success rate and return over a vector env, and recorded episodes through the recorder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+
+from agents.base import obs_to_tensor
+from envs.recorder import RolloutRecorder
+
+
+def evaluate(agent: Any, env: gymnasium.vector.VectorEnv, seed: int) -> dict[str, float]:
+    """Run one deterministic episode in each copy of `env`; mean final-step success and mean return."""
+    n = env.num_envs
+    obs, _ = env.reset(seed=seed)
+    returns, success = np.zeros(n), np.zeros(n)
+    running = np.ones(n, dtype=bool)
+    while running.any():
+        action = agent.act(obs_to_tensor(obs, agent.device), deterministic=True).cpu().numpy()
+        obs, reward, terminated, truncated, info = env.step(action)
+        returns += reward * running
+        done = (terminated | truncated) & running
+        if done.any():
+            final = info.get("final_info", info)
+            success[done] = np.asarray(final.get("is_success", np.zeros(n)))[done]
+            running &= ~done
+    return {"eval_success_rate": float(success.mean()), "eval_return": float(returns.mean())}
+
+
+def record_episodes(agent: Any, env: gymnasium.Env, episodes: int, seed: int, stem: Path) -> tuple[Path, Path]:
+    """Play `episodes` deterministic episodes in a single rgb_array env; write `<stem>.mp4` and `<stem>.npz`."""
+    recorder = RolloutRecorder(env)
+    for episode in range(episodes):
+        obs, _ = recorder.reset(seed=seed + episode)
+        done = False
+        while not done:
+            batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else obs[None]
+            action = agent.act(obs_to_tensor(batch, agent.device), deterministic=True)[0].cpu().numpy()
+            obs, _, terminated, truncated, _ = recorder.step(action)
+            done = terminated or truncated
+    return recorder.save(stem)

@@ -1,0 +1,76 @@
+"""Everything a run leaves in its directory: metrics.csv, TensorBoard events, checkpoints/."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.checkpoint import load_checkpoint, save_checkpoint
+
+METRIC_COLUMNS = ("env_steps", "wall_time_s", "eval_success_rate", "eval_return")
+LATEST = "latest.pt"
+
+
+class RunLog:
+    """Writes evaluation rows to `metrics.csv` (flushed per row) and scalars to TensorBoard."""
+
+    def __init__(self, run_dir: Path, resume_from_step: int | None = None) -> None:
+        self.run_dir = run_dir
+        self.csv_path = run_dir / "metrics.csv"
+        self.columns = list(METRIC_COLUMNS)
+        if resume_from_step is not None and self.csv_path.exists():
+            self._truncate_after(resume_from_step)
+        new_file = not self.csv_path.exists()
+        self._file = open(self.csv_path, "a", newline="")
+        self._csv = csv.DictWriter(self._file, fieldnames=self.columns, extrasaction="ignore")
+        if new_file:
+            self._csv.writeheader()
+            self._file.flush()
+        self.tb = SummaryWriter(log_dir=str(run_dir / "tb"))
+
+    def _truncate_after(self, step: int) -> None:
+        """Drop rows logged after the checkpoint we resume from: they will be produced again."""
+        with open(self.csv_path, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= step]
+        with open(self.csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def eval_row(self, row: dict[str, float]) -> None:
+        self._csv.writerow(row)
+        self._file.flush()
+        for key, value in row.items():
+            if key != "env_steps":
+                self.tb.add_scalar(f"eval/{key}", value, row["env_steps"])
+
+    def train_scalars(self, metrics: dict[str, float], env_steps: int) -> None:
+        for key, value in metrics.items():
+            self.tb.add_scalar(f"train/{key}", value, env_steps)
+
+    def close(self) -> None:
+        self._file.close()
+        self.tb.close()
+
+
+def write_checkpoint(run_dir: Path, agent: Any, env_steps: int, wall_time_s: float, config_yaml: str, keep: int = 3) -> Path:
+    """Atomically write checkpoints/step_<N>.pt and checkpoints/latest.pt (same content); keep the newest `keep`
+    step files."""
+    state = {"agent": agent.state_dict(), "env_steps": env_steps, "wall_time_s": wall_time_s, "config": config_yaml,
+             "torch_rng": torch.get_rng_state()}
+    path = run_dir / "checkpoints" / f"step_{env_steps}.pt"
+    save_checkpoint(path, state)
+    save_checkpoint(run_dir / "checkpoints" / LATEST, state)
+    steps = sorted(path.parent.glob("step_*.pt"), key=lambda p: int(p.stem.split("_")[1]))
+    for old in steps[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """Load `run_dir/checkpoints/latest.pt` (CheckpointError with the path if it is missing or corrupt)."""
+    return load_checkpoint(run_dir / "checkpoints" / LATEST)
