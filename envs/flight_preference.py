@@ -48,11 +48,13 @@ UTTERANCES = {
     "duration": {
         -1: {True: ["I want the shortest trip possible.", "Time in the air is wasted time for me."],
              False: ["A shorter flight would be good."]},
-        1: {True: ["I love long flights; more time to read."], False: ["I don't mind a longer flight, even prefer it."]},
+        1: {True: ["I love long flights; more time to read."],
+            False: ["I don't mind a longer flight, even prefer it."]},
     },
     "airline": {
         -1: {True: ["I'll never fly {a} again.", "I hate {a}."], False: ["I'd rather avoid {a}."]},
-        1: {True: ["I love flying with {a}.", "{a} is my favourite airline."], False: ["I have had good flights with {a}."]},
+        1: {True: ["I love flying with {a}.", "{a} is my favourite airline."],
+            False: ["I have had good flights with {a}."]},
     },
 }
 
@@ -68,7 +70,8 @@ def describe_flight(price: int, stops: int, departure: float, duration: int, air
     """One line of text for a flight, e.g. 'Orbit, $320, nonstop, departs 07:15, 3h 05m'."""
     hops = "nonstop" if stops == 0 else f"{stops} stop" + ("s" if stops > 1 else "")
     hour, minute = int(departure), int(round((departure % 1) * 60))
-    return f"{AIRLINES[airline]}, ${price}, {hops}, departs {hour:02d}:{minute:02d}, {duration // 60}h {duration % 60:02d}m"
+    length = f"{duration // 60}h {duration % 60:02d}m"
+    return f"{AIRLINES[airline]}, ${price}, {hops}, departs {hour:02d}:{minute:02d}, {length}"
 
 
 class FlightPreferenceTask(TextGameTask):

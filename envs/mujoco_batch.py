@@ -13,6 +13,16 @@ import mujoco
 import numpy as np
 
 
+def _load_triton_first() -> None:
+    """Mesa's software EGL (llvmpipe) and triton each carry their own LLVM; a process that loads triton after a
+    Mesa context exists segfaults (torch imports triton lazily, e.g. on an optimizer's first step). Loading
+    triton before the first context avoids the clash."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
+
+
 class BatchedMujoco:
     """`num_copies` copies of the scene in `xml_path`, with (N, ...) views of their state.
 
@@ -92,6 +102,7 @@ class BatchedMujoco:
     def render(self, copy: int, camera: str, width: int, height: int) -> np.ndarray:
         """(height, width, 3) uint8 image of one copy seen from its camera `camera`."""
         if self._renderer is None or (self._renderer.width, self._renderer.height) != (width, height):
+            _load_triton_first()
             if self._renderer is not None:
                 self._renderer.close()
             self._renderer = mujoco.Renderer(self.model, height=height, width=width)

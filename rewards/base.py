@@ -1,0 +1,133 @@
+"""What every reward module offers: a batch of transitions in, a reward (B,) out.
+
+A batch is a dict with any of the keys
+    obs, next_obs   dict of (B, ...) tensors or a (B, ...) tensor
+    action          (B, A)
+    terminated      (B,) bool: s' is a true terminal state (not a time-limit truncation)
+    frames          (B, H, W, 3) uint8, rendered after the step (of s')
+    text            list[str] of length B, the env's `describe()` after the step (of s')
+    prev_frames, prev_text   the same for s, before the step (used by potential-based shaping)
+A module lists in `needs` the keys beyond obs / action / next_obs that it reads, so that the env wrapper only
+renders or describes when asked to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save
+
+TensorObs = dict[str, torch.Tensor] | torch.Tensor
+Batch = dict[str, Any]
+TENSOR_KEYS = ("obs", "next_obs", "action")
+
+
+def obs_to_tensor(obs: dict[str, Any] | Any, device: torch.device | str) -> TensorObs:
+    """Observation (dict or array, leaves (B, ...), numpy or torch) -> float32 tensors on `device`."""
+    if isinstance(obs, dict):
+        return {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in obs.items()}
+    return torch.as_tensor(obs, dtype=torch.float32, device=device)
+
+
+def batch_to_tensors(batch: Batch, device: torch.device | str) -> Batch:
+    """Move a transition batch to `device` once: float32 obs / actions, uint8 frames, bool terminated; text stays."""
+    out = dict(batch)
+    for key in TENSOR_KEYS:
+        if key in batch:
+            out[key] = obs_to_tensor(batch[key], device)
+    for key in ("frames", "prev_frames"):
+        if key in batch:
+            frames = batch[key]
+            if isinstance(frames, (tuple, list)):
+                frames = np.stack(frames)
+            out[key] = torch.as_tensor(frames, dtype=torch.uint8, device=device)
+    if "terminated" in batch:
+        out["terminated"] = torch.as_tensor(batch["terminated"], dtype=torch.bool, device=device)
+    return out
+
+
+def flatten_obs(obs: TensorObs) -> torch.Tensor:
+    """Dict observation with leaves (*lead, d_k) -> (*lead, sum d_k), leaves concatenated in sorted key order."""
+    if isinstance(obs, dict):
+        return torch.cat([obs[k] for k in sorted(obs)], dim=-1)
+    return obs
+
+
+def num_transitions(batch: Batch) -> int:
+    """Number of transitions B in a batch."""
+    for key in ("next_obs", "obs", "action", "frames", "text"):
+        if key in batch:
+            value = batch[key]
+            if isinstance(value, dict):
+                value = next(iter(value.values()))
+            return len(value)
+    raise ValueError(f"cannot tell the batch size of a batch with keys {sorted(batch)}")
+
+
+class RewardModule(torch.nn.Module):
+    """Maps a batch of transitions to rewards (B,) on the module's device."""
+
+    needs: frozenset[str] = frozenset()
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the first parameter or buffer (CPU for a module that holds none)."""
+        for tensor in (*self.parameters(), *self.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Rewards (B,) for a batch of transitions (see the module docstring for the keys)."""
+        raise NotImplementedError
+
+
+class LearnedRewardModule(RewardModule):
+    """A reward module with weights: `fit` them, `save` them atomically, `load` them back into a like module."""
+
+    def fit(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """Train on data; return final metrics."""
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """Constructor arguments, stored beside the weights so that a file says what built it."""
+        return {}
+
+    def save(self, path: str | Path) -> None:
+        """Write the state dict as safetensors; a temp file in the same folder, then `os.replace` (atomic)."""
+        path = Path(path)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        metadata = {"class": type(self).__name__, "config": json.dumps(self.config())}
+        data = save(tensors, metadata=metadata)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def load(self, path: str | Path) -> "LearnedRewardModule":
+        """Load weights written by `save` (safetensors; no pickle) into this module; returns self."""
+        state = load_file(str(path), device=str(self.device))
+        self.load_state_dict(state)
+        return self
+
+    @classmethod
+    def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> "LearnedRewardModule":
+        """Build a module from the config that `save` stored beside the weights, then load them."""
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+        if metadata.get("class") != cls.__name__:
+            raise ValueError(f"{path} holds a {metadata.get('class')!r}, not a {cls.__name__}")
+        return cls(**json.loads(metadata["config"]), device=device).load(path)

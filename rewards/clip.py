@@ -1,0 +1,126 @@
+"""Zero-shot CLIP reward (VLM-RM; Rocamonde et al. 2023): how close a frame's embedding is to a goal prompt's.
+
+x is the normalised image embedding of the frame after the step, g the mean of the normalised goal-prompt
+embeddings, b the same for the baseline prompts. Without baseline prompts the reward is x·g (the cosine
+similarity for a single goal prompt). With them, goal-baseline regularisation: d = g − b,
+P = α d dᵀ/‖d‖² + (1 − α) I and reward = 1 − ½ ‖P (x − g)‖²; α = 0 gives x·g + (1 − ‖g‖²)/2, α = 1 keeps
+only the part of x − g along d.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torchvision.transforms import InterpolationMode
+
+from rewards.base import Batch, RewardModule, batch_to_tensors
+
+
+def goal_baseline_reward(
+    x: torch.Tensor, goal: torch.Tensor, baseline: torch.Tensor | None, alpha: float
+) -> torch.Tensor:
+    """VLM-RM reward (B,) for unit image embeddings x (B, D), goal g (D,) and baseline b (D,) (None: x·g)."""
+    if baseline is None:
+        return x @ goal
+    direction = goal - baseline
+    residual = x - goal
+    # P v = α (d·v / ‖d‖²) d + (1 − α) v, without forming the D x D matrix
+    along = (residual @ direction / direction.dot(direction)).unsqueeze(-1) * direction
+    projected = alpha * along + (1.0 - alpha) * residual
+    return 1.0 - 0.5 * projected.pow(2).sum(-1)
+
+
+def clip_preprocess(frames: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
+    """uint8 frames (B, H, W, 3) -> normalised model input (B, 3, h, w), batched, following open_clip's
+    eval transform for `model.visual.preprocess_cfg` (resize mode, interpolation, centre crop / pad, mean, std)."""
+    size = cfg["size"]
+    th, tw = (size, size) if isinstance(size, int) else tuple(size)
+    interpolation = InterpolationMode.BILINEAR if cfg.get("interpolation") == "bilinear" else InterpolationMode.BICUBIC
+    mode = cfg.get("resize_mode", "shortest")
+    x = frames.permute(0, 3, 1, 2).float().div(255.0)
+    h, w = x.shape[-2:]
+    if mode == "squash":
+        x = TF.resize(x, [th, tw], interpolation=interpolation, antialias=True)
+    elif mode == "shortest":
+        # a square target resizes the short side as torchvision's Resize(int) does (the long side rounds down)
+        new = th if th == tw else [round(h * max(th / h, tw / w)), round(w * max(th / h, tw / w))]
+        x = TF.center_crop(TF.resize(x, new, interpolation=interpolation, antialias=True), [th, tw])
+    elif mode == "longest":
+        scale = min(th / h, tw / w)
+        x = TF.resize(x, [round(h * scale), round(w * scale)], interpolation=interpolation, antialias=True)
+        ph, pw = th - x.shape[-2], tw - x.shape[-1]
+        x = F.pad(x, [pw // 2, pw - pw // 2, ph // 2, ph - ph // 2], value=cfg.get("fill_color", 0) / 255.0)
+    else:
+        raise ValueError(f"resize_mode={mode!r} is not one of ('shortest', 'longest', 'squash')")
+    x = x.clamp(0.0, 1.0)  # bicubic overshoots; PIL's uint8 output clamps too
+    mean = torch.tensor(cfg["mean"], device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"], device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def load_clip(
+    model_name: str, pretrained: str | None, device: str | torch.device = "cpu", cache_dir: str | None = None
+) -> tuple[torch.nn.Module, Any]:
+    """An open_clip model in eval mode and its tokenizer; `pretrained` is a tag ("openai", ...) or a checkpoint path."""
+    import open_clip  # a heavy import, left until a CLIP reward is built so that `import rewards` stays quick
+
+    model, _, _ = open_clip.create_model_and_transforms(
+        model_name, pretrained=pretrained, device=device, cache_dir=cache_dir
+    )
+    return model.eval().requires_grad_(False), open_clip.get_tokenizer(model_name)
+
+
+class CLIPReward(RewardModule):
+    """VLM-RM reward of the frame after each step; prompt embeddings are computed once, at construction."""
+
+    needs = frozenset({"frames"})
+
+    def __init__(
+        self,
+        goal_prompts: str | Sequence[str],
+        model_name: str = "ViT-B-32",
+        pretrained: str | None = "openai",
+        baseline_prompts: str | Sequence[str] | None = None,
+        alpha: float = 0.0,
+        device: str | torch.device = "cpu",
+        chunk_size: int = 256,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.model, self.tokenizer = load_clip(model_name, pretrained, device, cache_dir)
+        self.preprocess_cfg = dict(self.model.visual.preprocess_cfg)
+        self.alpha = alpha
+        self.chunk_size = chunk_size
+        goal_prompts = [goal_prompts] if isinstance(goal_prompts, str) else list(goal_prompts)
+        self.register_buffer("goal", self.embed_text(goal_prompts).mean(0))
+        if isinstance(baseline_prompts, str):
+            baseline_prompts = [baseline_prompts]
+        baseline = None if baseline_prompts is None else self.embed_text(list(baseline_prompts)).mean(0)
+        self.register_buffer("baseline", baseline)
+
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast("cuda", dtype=torch.float16, enabled=self.device.type == "cuda")
+
+    @torch.no_grad()
+    def embed_text(self, prompts: list[str]) -> torch.Tensor:
+        """Unit text embeddings (P, D)."""
+        tokens = self.tokenizer(prompts).to(self.device)
+        with self._autocast():
+            return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+
+    @torch.no_grad()
+    def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """Unit image embeddings (B, D) of uint8 frames (B, H, W, 3), in chunks of `chunk_size`."""
+        out = []
+        for chunk in frames.split(self.chunk_size):
+            with self._autocast():
+                out.append(self.model.encode_image(clip_preprocess(chunk, self.preprocess_cfg)).float())
+        return F.normalize(torch.cat(out), dim=-1)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Rewards (B,) from batch["frames"] (B, H, W, 3) uint8."""
+        frames = batch_to_tensors({"frames": batch["frames"]}, self.device)["frames"]
+        return goal_baseline_reward(self.embed_frames(frames), self.goal, self.baseline, self.alpha)

@@ -1,0 +1,143 @@
+"""Env wrappers that swap the env's reward for a reward module's and keep the env's own in info["gt_reward"].
+
+Each step builds one transition batch: obs, action, next_obs, terminated, and whatever the module `needs` of
+frames (`env.render()`, so make the env with render_mode="rgb_array"), text (`env.unwrapped.describe()`) and
+the s-side prev_frames / prev_text (remembered from the previous step or the reset).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
+
+from rewards.base import RewardModule, batch_to_tensors
+
+OBS_KEYS = frozenset({"obs", "action", "next_obs"})
+PER_STATE_KEYS = frozenset({"frames", "text", "prev_frames", "prev_text"})
+
+
+def _check_needs(module: RewardModule, render_mode: str | None) -> frozenset[str]:
+    needs = frozenset(module.needs) - OBS_KEYS - {"terminated"}
+    unknown = needs - PER_STATE_KEYS
+    if unknown:
+        raise ValueError(f"reward module needs {sorted(unknown)}; the wrappers provide {sorted(PER_STATE_KEYS)}")
+    if needs & {"frames", "prev_frames"} and render_mode != "rgb_array":
+        raise ValueError(f"the reward module needs frames: make the env with render_mode='rgb_array' ({render_mode!r})")
+    return needs
+
+
+def _add_batch_axis(obs: Any) -> Any:
+    if isinstance(obs, dict):
+        return {k: np.asarray(v)[None] for k, v in obs.items()}
+    return np.asarray(obs)[None]
+
+
+def true_next_obs(obs: Any, info: dict[str, Any]) -> Any:
+    """(N, ...) next observations of a same-step-autoreset vector step: info["final_obs"] where an episode ended.
+
+    Expects our vector envs' layout: info["final_obs"] has the same (N, ...) leaves as obs, masked by
+    info["_final_obs"] (N,).
+    """
+    if "_final_obs" not in info:
+        return obs
+    done, final = np.asarray(info["_final_obs"]), info["final_obs"]
+
+    def merge(new: np.ndarray, last: np.ndarray) -> np.ndarray:
+        return np.where(done.reshape(-1, *[1] * (np.ndim(new) - 1)), last, new)
+
+    if isinstance(obs, dict):
+        return {k: merge(obs[k], final[k]) for k in obs}
+    return merge(obs, final)
+
+
+class RewardWrapper(gymnasium.Wrapper):
+    """Single env: reward = reward_module(transition); info["gt_reward"] = the env's reward."""
+
+    def __init__(self, env: gymnasium.Env, reward_module: RewardModule) -> None:
+        super().__init__(env)
+        self.reward_module = reward_module
+        self.needs = _check_needs(reward_module, env.render_mode)
+        self._obs: Any = None
+        self._state: dict[str, Any] = {}
+
+    def _observe_state(self) -> dict[str, Any]:
+        state = {}
+        if self.needs & {"frames", "prev_frames"}:
+            state["frames"] = np.asarray(self.env.render())[None]
+        if self.needs & {"text", "prev_text"}:
+            state["text"] = [self.env.unwrapped.describe()]
+        return state
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._obs = obs
+        self._state = self._observe_state()
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        obs, gt_reward, terminated, truncated, info = self.env.step(action)
+        state = self._observe_state()
+        batch = {
+            "obs": _add_batch_axis(self._obs),
+            "action": np.asarray(action)[None],
+            "next_obs": _add_batch_axis(obs),
+            "terminated": np.array([terminated]),
+            **{key: state[key] for key in self.needs & {"frames", "text"}},
+            **{f"prev_{key}": self._state[key] for key in state if f"prev_{key}" in self.needs},
+        }
+        with torch.no_grad():
+            reward = float(self.reward_module(batch_to_tensors(batch, self.reward_module.device))[0])
+        self._obs, self._state = obs, state
+        return obs, reward, terminated, truncated, {**info, "gt_reward": gt_reward}
+
+
+class VectorRewardWrapper(VectorWrapper):
+    """Vector env (same-step autoreset): rewards (N,) from reward_module; info["gt_reward"] = the env's (N,).
+
+    For copies whose episode ended, next_obs is the true last observation from info["final_obs"]. Frames and
+    text come from render/describe after the step, which for those copies already show the next episode's start.
+    """
+
+    def __init__(self, env: VectorEnv, reward_module: RewardModule) -> None:
+        super().__init__(env)
+        mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+        if mode == AutoresetMode.NEXT_STEP:
+            raise ValueError("next-step autoreset makes a bogus transition after each episode; use SAME_STEP")
+        self.reward_module = reward_module
+        self.needs = _check_needs(reward_module, env.render_mode)
+        self._obs: Any = None
+        self._state: dict[str, Any] = {}
+
+    def _observe_state(self) -> dict[str, Any]:
+        state = {}
+        if self.needs & {"frames", "prev_frames"}:
+            state["frames"] = np.stack(self.env.render())
+        if self.needs & {"text", "prev_text"}:
+            state["text"] = list(self.env.unwrapped.describe())
+        return state
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        obs, info = self.env.reset(seed=seed, options=options)
+        self._obs = obs
+        self._state = self._observe_state()
+        return obs, info
+
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        obs, gt_reward, terminated, truncated, info = self.env.step(actions)
+        state = self._observe_state()
+        batch = {
+            "obs": self._obs,
+            "action": np.asarray(actions),
+            "next_obs": true_next_obs(obs, info),
+            "terminated": np.asarray(terminated),
+            **{key: state[key] for key in self.needs & {"frames", "text"}},
+            **{f"prev_{key}": self._state[key] for key in state if f"prev_{key}" in self.needs},
+        }
+        with torch.no_grad():
+            reward = self.reward_module(batch_to_tensors(batch, self.reward_module.device))
+        self._obs, self._state = obs, state
+        return obs, reward.cpu().numpy().astype(np.float64), terminated, truncated, {**info, "gt_reward": gt_reward}

@@ -1,0 +1,140 @@
+"""Environment throughput: `python -m scripts.bench_envs [--envs ID ...] [--num-envs 64] [--render] [--out FILE]`.
+
+For each env id, env-steps/s of one `gymnasium.make` env, of the batched vector env (`vector_entry_point`: all
+copies stepped by one call) and of `SyncVectorEnv` over single envs, on the same number of random-action steps
+after a warm-up, best of `--repeats` timings. `--render` adds rgb_array frames/s of one env at 84x84.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any, Callable
+
+import gymnasium
+
+import envs  # noqa: F401  (registers crlab/ envs)
+
+DEFAULT_ENVS = ["crlab/Reach-v0"]  # add push, text games, ... here as they arrive
+RENDER_SIZE = 84
+
+
+def best_rate(step: Callable[[Any], None], actions: list[Any], steps_per_call: int, repeats: int) -> float:
+    """Best-of-`repeats` env-steps/s of calling `step(a)` for each pre-sampled action in `actions`."""
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for a in actions:
+            step(a)
+        best = max(best, len(actions) * steps_per_call / (time.perf_counter() - start))
+    return best
+
+
+def single_env_rate(env_id: str, steps: int, warmup: int, repeats: int, seed: int) -> float:
+    """Env-steps/s of one `gymnasium.make` env, resetting when an episode ends."""
+    env = gymnasium.make(env_id)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+
+    def step(action: Any) -> None:
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+
+    for _ in range(warmup):
+        step(env.action_space.sample())
+    rate = best_rate(step, [env.action_space.sample() for _ in range(steps)], 1, repeats)
+    env.close()
+    return rate
+
+
+def vector_env_rate(env_id: str, num_envs: int, mode: str, steps: int, warmup: int, repeats: int, seed: int) -> float | None:
+    """Env-steps/s of `gymnasium.make_vec(env_id, num_envs, vectorization_mode=mode)`; None if the env has no such form."""
+    if mode == "vector_entry_point" and gymnasium.spec(env_id).vector_entry_point is None:
+        return None
+    env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    for _ in range(max(1, warmup // num_envs)):
+        env.step(env.action_space.sample())
+    actions = [env.action_space.sample() for _ in range(max(1, steps // num_envs))]
+    rate = best_rate(env.step, actions, num_envs, repeats)  # both vector forms autoreset themselves
+    env.close()
+    return rate
+
+
+def render_rate(env_id: str, frames: int, repeats: int, seed: int) -> float:
+    """Frames/s of step + `render()` of one rgb_array env at 84x84 (what a pixel agent pays per step)."""
+    env = gymnasium.make(env_id, render_mode="rgb_array", width=RENDER_SIZE, height=RENDER_SIZE)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+
+    def step(action: Any) -> None:
+        _, _, terminated, truncated, _ = env.step(action)
+        env.render()
+        if terminated or truncated:
+            env.reset()
+
+    for _ in range(min(frames, 20)):
+        step(env.action_space.sample())
+    rate = best_rate(step, [env.action_space.sample() for _ in range(frames)], 1, repeats)
+    env.close()
+    return rate
+
+
+def fmt(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:,.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--envs", nargs="+", default=DEFAULT_ENVS, help="Gymnasium env ids (default: %(default)s)")
+    parser.add_argument("--num-envs", type=int, default=64, help="copies in each vector env")
+    parser.add_argument("--steps", type=int, default=25_600, help="env steps per timing (same for every form)")
+    parser.add_argument("--warmup", type=int, default=1_280, help="env steps before timing")
+    parser.add_argument("--repeats", type=int, default=3, help="timings per form; the best is reported")
+    parser.add_argument("--render", action="store_true", help="also measure rgb_array frames/s at 84x84")
+    parser.add_argument("--render-frames", type=int, default=500, help="frames per render timing")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
+    args = parser.parse_args()
+
+    results = []
+    for env_id in args.envs:
+        timing = dict(warmup=args.warmup, repeats=args.repeats, seed=args.seed)
+        row: dict[str, Any] = {"env_id": env_id}
+        row["single_steps_per_s"] = single_env_rate(env_id, args.steps, **timing)
+        row["batched_steps_per_s"] = vector_env_rate(env_id, args.num_envs, "vector_entry_point", args.steps, **timing)
+        row["sync_steps_per_s"] = vector_env_rate(env_id, args.num_envs, "sync", args.steps, **timing)
+        batched, sync = row["batched_steps_per_s"], row["sync_steps_per_s"]
+        row["batched_over_sync"] = None if batched is None else batched / sync
+        if args.render:
+            row["render_frames_per_s"] = render_rate(env_id, args.render_frames, args.repeats, args.seed)
+        results.append(row)
+
+    machine = {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+               "mujoco_gl": os.environ.get("MUJOCO_GL")}
+    print(f"\nenv steps/s, num_envs={args.num_envs}, {args.steps} steps, best of {args.repeats}; "
+          f"{machine['processor']}, {machine['cpu_count']} CPUs")
+    header = f"{'env':<30} {'single':>10} {'batched':>10} {'sync':>10} {'batched/sync':>13}"
+    if args.render:
+        header += f" {'render fps':>11}"
+    print(header + "\n" + "-" * len(header))
+    for r in results:
+        ratio = "n/a" if r["batched_over_sync"] is None else f"{r['batched_over_sync']:.1f}x"
+        line = (f"{r['env_id']:<30} {fmt(r['single_steps_per_s']):>10} {fmt(r['batched_steps_per_s']):>10} "
+                f"{fmt(r['sync_steps_per_s']):>10} {ratio:>13}")
+        if args.render:
+            line += f" {fmt(r['render_frames_per_s']):>11}"
+        print(line)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"config": vars(args), "machine": machine, "results": results}, f, indent=2)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# One-shot set-up on a fresh Debian machine with Python 3.11: system libraries for headless MuJoCo rendering
+# (EGL through Mesa, works without a GPU), a virtual environment in .venv, and crlab in editable mode with
+# its dependencies and test tools. Safe to re-run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+if command -v apt-get >/dev/null; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgles2 libosmesa6 >/dev/null
+fi
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null || PYTHON=python3
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+MUJOCO_GL=egl .venv/bin/python -c "import envs, gymnasium; e = gymnasium.make('crlab/Reach-v0', render_mode='rgb_array'); e.reset(seed=0); assert e.render().std() > 0; print('crlab set up: headless rendering works')"

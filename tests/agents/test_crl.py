@@ -1,0 +1,119 @@
+import math
+
+import gymnasium
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import envs  # noqa: F401
+from agents import make_agent, make_agent_config
+from agents.crl import CRLConfig, critic_diag, critic_logits, infonce_loss
+from agents.goal_buffer import GoalReplayBuffer, future_goal_offsets
+
+
+def test_critic_logits_known_values():
+    sa = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    g = torch.tensor([[1.0, 1.0], [3.0, 0.0]])
+    torch.testing.assert_close(critic_logits(sa, g, "dot"), torch.tensor([[1.0, 3.0], [2.0, 0.0]]))
+    torch.testing.assert_close(critic_logits(sa, g, "l2"), torch.tensor([[-1.0, -4.0], [-2.0, -13.0]]))
+    torch.testing.assert_close(critic_logits(sa, g, "norm"), -torch.tensor([[1.0, 2.0], [math.sqrt(2), math.sqrt(13)]]), atol=1e-4, rtol=0)
+    for energy in ("dot", "l2", "norm"):
+        torch.testing.assert_close(critic_diag(sa, g, energy), critic_logits(sa, g, energy).diagonal())
+
+
+def test_infonce_forward_backward_symmetric_on_hand_built_logits():
+    logits = torch.tensor([[2.0, 0.0], [1.0, 3.0]])
+    # forward: rows; positive on the diagonal
+    fwd = 0.5 * ((math.log(math.exp(2) + 1) - 2) + (math.log(math.exp(1) + math.exp(3)) - 3))
+    bwd = 0.5 * ((math.log(math.exp(2) + math.exp(1)) - 2) + (math.log(1 + math.exp(3)) - 3))
+    assert infonce_loss(logits, "forward", 0.0).item() == pytest.approx(fwd, abs=1e-6)
+    assert infonce_loss(logits, "backward", 0.0).item() == pytest.approx(bwd, abs=1e-6)
+    assert infonce_loss(logits, "symmetric", 0.0).item() == pytest.approx(fwd + bwd, abs=1e-6)
+    lse = torch.logsumexp(logits, 1)
+    assert infonce_loss(logits, "forward", 0.5).item() == pytest.approx(fwd + 0.5 * lse.pow(2).mean().item(), abs=1e-6)
+    # InfoNCE is minimised by a dominant diagonal
+    assert infonce_loss(torch.eye(4) * 20, "symmetric", 0.0) < infonce_loss(torch.zeros(4, 4), "symmetric", 0.0)
+
+
+def test_future_goal_offsets_follow_truncated_geometric():
+    torch.manual_seed(0)
+    length_left = torch.full((200_000,), 5)
+    k = future_goal_offsets(length_left, 0.5)
+    assert k.min() >= 1 and k.max() <= 5
+    expected = np.array([0.5 ** (i - 1) for i in range(1, 6)])
+    expected /= expected.sum()
+    observed = np.bincount(k.numpy(), minlength=6)[1:] / len(k)
+    np.testing.assert_allclose(observed, expected, atol=0.01)
+    assert (future_goal_offsets(torch.ones(100, dtype=torch.long), 0.99) == 1).all()
+
+
+def test_relabelled_goals_stay_inside_their_trajectory():
+    torch.manual_seed(0)
+    n, obs_dim = 3, 4
+    buf = GoalReplayBuffer(obs_dim, 1, 2, n, capacity=1000, max_episode_steps=10, device=torch.device("cpu"))
+    lengths = [10, 4, 7]  # copies end episodes at different times
+    t = np.zeros(n, dtype=int)
+    episode = np.zeros(n, dtype=int)
+    for _ in range(30):
+        done = np.array([t[i] + 1 == lengths[i] for i in range(n)])
+        # encode (env, episode, time) in the data so samples can be traced back
+        obs = torch.tensor([[i, episode[i], t[i], 0] for i in range(n)], dtype=torch.float32)
+        next_goal = torch.tensor([[i * 100 + episode[i], t[i] + 1] for i in range(n)], dtype=torch.float32)
+        buf.add(obs, torch.zeros(n, 1), next_goal, done)
+        t += 1
+        episode[done] += 1
+        t[done] = 0
+    batch = buf.sample(5000, discount=0.9)
+    env, ep, time = batch["observation"][:, 0], batch["observation"][:, 1], batch["observation"][:, 2]
+    goal_id, goal_time = batch["goal"][:, 0], batch["goal"][:, 1]
+    assert torch.equal(goal_id, env * 100 + ep), "goal came from another trajectory"
+    assert (goal_time >= time + 1).all(), "goal is not in the future"
+    max_len = torch.tensor(lengths, dtype=torch.float32)[env.long()]
+    assert (goal_time <= max_len).all(), "goal is past the end of the episode"
+
+
+def test_config_validation_names_bad_values():
+    with pytest.raises(ValueError, match="'lrr'.*valid options"):
+        make_agent_config("crl", {"lrr": 1})
+    with pytest.raises(ValueError, match="known agents"):
+        make_agent_config("nope", {})
+    with pytest.raises(ValueError, match="energy"):
+        CRLConfig(energy="cosine")
+
+
+def _agent(seed=0, **overrides):
+    torch.manual_seed(seed)
+    env = gymnasium.make_vec("crlab/Reach-v0", num_envs=4)
+    cfg = {"hidden": [32, 32], "repr_dim": 8, "batch_size": 32, "warmup_steps": 0, **overrides}
+    return env, make_agent("crl", cfg, env.single_observation_space, env.single_action_space, 4, 50, torch.device("cpu"))
+
+
+def test_update_decreases_contrastive_loss_on_fixed_batch():
+    env, agent = _agent()
+    obs, _ = env.reset(seed=0)
+    for _ in range(100):
+        o = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
+        a = agent.act(o)
+        obs, r, term, trunc, info = env.step(a.numpy())
+        agent.observe(o, a, torch.as_tensor(r), {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}, term, trunc)
+    batch = agent.buffer.sample(32, 0.99)
+    first = agent.update_on(batch)["critic_loss"].item()
+    for _ in range(50):
+        last = agent.update_on(batch)["critic_loss"].item()
+    assert last < first - 0.5
+
+
+def test_state_dict_round_trip_gives_same_actions():
+    env, agent = _agent(seed=0)
+    _, other = _agent(seed=1)
+    obs = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in env.reset(seed=0)[0].items()}
+    assert not torch.allclose(agent.act(obs, deterministic=True), other.act(obs, deterministic=True))
+    other.load_state_dict(agent.state_dict())
+    torch.testing.assert_close(agent.act(obs, deterministic=True), other.act(obs, deterministic=True))
+
+
+def test_crl_rejects_non_goal_spaces():
+    box = gymnasium.spaces.Box(-1, 1, (3,))
+    with pytest.raises(ValueError, match="goal env"):
+        make_agent("crl", {}, box, box, 1, 10, torch.device("cpu"))

@@ -1,0 +1,117 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from envs.recorder import load_rollout
+from scripts.train import train
+
+CONF = Path(__file__).resolve().parents[2] / "scripts" / "conf"
+ROOT = CONF.parents[1]
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=["progress=false", "device=cpu", *overrides])
+
+
+def rows(run_dir):
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def cli(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_short_run_writes_every_artifact(tmp_path):
+    cfg = config("total_env_steps=1600", "eval_every=800", "checkpoint_every=800", "eval_episodes=4",
+                 "video_episodes=1", "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
+    run_dir = train(cfg, tmp_path / "run")
+    assert (run_dir / "config.yaml").read_text().startswith("agent:")
+    table = rows(run_dir)
+    assert [int(r["env_steps"]) for r in table] == [0, 800, 1600]
+    assert {"env_steps", "wall_time_s", "eval_success_rate", "eval_return"} <= set(table[0])
+    assert list((run_dir / "tb").glob("events.out.tfevents.*"))
+    state = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["env_steps"] == 1600 and "actor" in state["agent"]
+    rollout = load_rollout(run_dir / "videos" / "eval_000001600.npz")
+    assert rollout["frames"].shape[0] == 50 and rollout["frames"].dtype.name == "uint8"
+    assert (run_dir / "videos" / "eval_000001600.mp4").stat().st_size > 1000
+
+
+def test_same_seed_same_metrics_on_cpu(tmp_path):
+    overrides = ("total_env_steps=800", "eval_every=800", "eval_episodes=4", "video_episodes=0",
+                 "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
+    a = rows(train(config(*overrides), tmp_path / "a"))
+    b = rows(train(config(*overrides), tmp_path / "b"))
+    assert [(r["eval_success_rate"], r["eval_return"]) for r in a] == [(r["eval_success_rate"], r["eval_return"]) for r in b]
+
+
+def test_crl_learns_reach(tmp_path):
+    """A short run must beat the untrained policy clearly (full-budget numbers live in scripts/bench_reach.py)."""
+    cfg = config("total_env_steps=16000", "eval_every=16000", "eval_episodes=50", "video_episodes=0",
+                 "agent.warmup_steps=2000", "seed=0")
+    table = rows(train(cfg, tmp_path / "run"))
+    start, end = float(table[0]["eval_success_rate"]), float(table[-1]["eval_success_rate"])
+    assert end >= start + 0.2, (start, end)
+
+
+def test_kill_9_then_resume_loses_at_most_one_checkpoint_interval(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "scripts.train", f"hydra.run.dir={run_dir}", "progress=false", "device=cpu",
+            "total_env_steps=6400", "eval_every=1600", "checkpoint_every=800", "eval_episodes=4", "video_episodes=0",
+            "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    latest = run_dir / "checkpoints" / "latest.pt"
+    deadline = time.time() + 90
+    while time.time() < deadline and not (latest.exists() and torch.load(latest, weights_only=True)["env_steps"] >= 1600):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = torch.load(latest, weights_only=True)["env_steps"]
+    assert 1600 <= killed_at < 6400
+    done = cli("scripts.train", f"resume={run_dir}", "progress=false")
+    assert done.returncode == 0, done.stderr
+    steps = [int(r["env_steps"]) for r in rows(run_dir)]
+    assert steps == [0, 1600, 3200, 4800, 6400]  # each evaluation exactly once, in order
+    assert torch.load(latest, weights_only=True)["env_steps"] == 6400
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [("agent=foo", "Available options in 'agent'"), ("env=nope", "reach"),
+     ("agent.lrr=1", "Valid keys under agent"), ("seeed=1", "Did you mean 'seed'")],
+)
+def test_bad_config_fails_fast_with_choices(override, expected):
+    result = cli("scripts.train", override, timeout=60)
+    assert result.returncode == 2
+    assert expected in result.stderr
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path):
+    bad = tmp_path / "latest.pt"
+    bad.write_bytes(b"not a checkpoint")
+    result = cli("scripts.record", f"checkpoint={bad}", timeout=60)
+    assert result.returncode == 2
+    assert f"checkpoint {bad} is corrupt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_record_script_writes_video_and_rollout(tmp_path):
+    cfg = config("total_env_steps=200", "eval_every=10000", "eval_episodes=2", "video_episodes=0",
+                 "agent.hidden=[32,32]")
+    run_dir = train(cfg, tmp_path / "run")
+    out = tmp_path / "rec"
+    result = cli("scripts.record", f"checkpoint={run_dir / 'checkpoints' / 'latest.pt'}", "episodes=2", f"out={out}")
+    assert result.returncode == 0, result.stderr
+    rollout = load_rollout(out.with_suffix(".npz"))
+    assert len(rollout["frames"]) == 100 and set(rollout["episode"]) == {0, 1}
+    assert rollout["step"].max() == 49 and rollout["truncated"].sum() == 2
