@@ -9,11 +9,28 @@ import gymnasium
 import torch
 
 from agents.base import Agent
+from agents.cpl import CPLAgent, CPLConfig
 from agents.crl import CRLAgent, CRLConfig
+from agents.curl import CURLAgent, CURLConfig
+from agents.ppo import PPOAgent, PPOConfig
+from agents.sb3 import SB3PPOAgent, SB3PPOConfig, SB3SACAgent, SB3SACConfig
 
 AGENTS: dict[str, tuple[type, type]] = {
     "crl": (CRLAgent, CRLConfig),
+    "ppo": (PPOAgent, PPOConfig),
+    "curl": (CURLAgent, CURLConfig),
+    "cpl": (CPLAgent, CPLConfig),
+    "sb3_ppo": (SB3PPOAgent, SB3PPOConfig),
+    "sb3_sac": (SB3SACAgent, SB3SACConfig),
 }
+LOOPS = ("online", "offline", "sb3")  # scripts.train's loop per agent: env steps | dataset updates | SB3's learn
+
+
+def agent_loop(name: str) -> str:
+    """Which training loop agent `name` runs under (its class attribute `loop`; `online` by default)."""
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; known agents: {sorted(AGENTS)}")
+    return getattr(AGENTS[name][0], "loop", "online")
 
 
 def make_agent_config(name: str, options: dict[str, Any]) -> Any:

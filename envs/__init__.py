@@ -42,3 +42,26 @@ if "crlab/InstructionFeedback-v0" not in registry:
         entry_point="envs.instruction_feedback:InstructionFeedbackEnv",
         vector_entry_point="envs.instruction_feedback:InstructionFeedbackVectorEnv",
     )
+
+# dm_control from pixels (envs/dmc.py): the CURL benchmark tasks. No max_episode_steps: the env truncates itself at
+# dm_control's time limit, ceil(1000 / action_repeat) steps, which depends on the `action_repeat` kwarg.
+for _domain, _task in [("cartpole", "swingup"), ("reacher", "easy"), ("cheetah", "run"), ("walker", "walk"),
+                       ("finger", "spin"), ("ball_in_cup", "catch")]:
+    if f"crlab/DMC-{_domain}-{_task}-v0" not in registry:
+        register(
+            id=f"crlab/DMC-{_domain}-{_task}-v0",
+            entry_point="envs.dmc:DMCEnv",
+            vector_entry_point="envs.dmc:DMCVectorEnv",
+            kwargs={"domain": _domain, "task": _task},
+        )
+del _domain, _task
+
+PUSH_EPISODE_STEPS = 100
+
+if "crlab/Push-v0" not in registry:
+    register(
+        id="crlab/Push-v0",
+        entry_point="envs.push:PushEnv",
+        vector_entry_point="envs.push:PushVectorEnv",
+        max_episode_steps=PUSH_EPISODE_STEPS,
+    )

@@ -59,6 +59,22 @@ class BatchedTask(abc.ABC):
         """Release renderers and other resources."""
 
 
+def true_next_obs(obs: Obs, info: dict[str, Any]) -> Obs:
+    """The real next observations (N, ...) of a same-step-autoreset vector step: for copies whose episode ended,
+    `obs` already holds the next episode's first observation, so take info["final_obs"] (masked by
+    info["_final_obs"] (N,), leaves shaped like obs) there."""
+    if "_final_obs" not in info:
+        return obs
+    done, final = np.asarray(info["_final_obs"]), info["final_obs"]
+
+    def merge(new: np.ndarray, last: np.ndarray) -> np.ndarray:
+        return np.where(done.reshape(-1, *[1] * (np.ndim(new) - 1)), last, new)
+
+    if isinstance(obs, dict):
+        return {k: merge(obs[k], final[k]) for k in obs}
+    return merge(obs, final)
+
+
 def _index(obs: Obs, i: int) -> Obs:
     if isinstance(obs, dict):
         return {k: v[i] for k, v in obs.items()}
@@ -114,8 +130,11 @@ class BatchedVectorEnv(VectorEnv):
 
     Autoreset is same-step: when copy i ends, the returned observation is already the first one of its next
     episode; the last observation is in `info["final_obs"]` (masked by `info["_final_obs"]`) and the ending
-    step's info in `info["final_info"]`.
+    step's info in `info["final_info"]`. `render()` / `describe()` after such a step also show the new episode;
+    `request_final_views` adds the ended state's frame / text to `info` as well.
     """
+
+    FINAL_VIEWS = ("frames", "text")
 
     def __init__(self, task: BatchedTask, max_episode_steps: int | None = None, render_mode: str | None = None) -> None:
         if render_mode not in (None, *task.metadata["render_modes"]):
@@ -130,6 +149,18 @@ class BatchedVectorEnv(VectorEnv):
         self.observation_space = batch_space(task.observation_space, self.num_envs)
         self.action_space = batch_space(task.action_space, self.num_envs)
         self.elapsed_steps = np.zeros(self.num_envs, dtype=np.int64)
+        self.final_views: frozenset[str] = frozenset()
+
+    def request_final_views(self, *views: str) -> None:
+        """From now on, when copies end, also put info["final_frames"] (N, H, W, 3) uint8 and / or
+        info["final_text"] (N,) str: their frame / description before the reset, valid where info["_final_obs"]
+        (zeros / "" elsewhere). Costs one render / describe per ended copy, so it is off until asked for."""
+        unknown = set(views) - set(self.FINAL_VIEWS)
+        if unknown:
+            raise ValueError(f"unknown final views {sorted(unknown)}; choose from {self.FINAL_VIEWS}")
+        if "frames" in views and self.render_mode != "rgb_array":
+            raise ValueError(f"final frames need render_mode='rgb_array', got {self.render_mode!r}")
+        self.final_views = self.final_views | frozenset(views)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Obs, dict]:
         if seed is not None:
@@ -150,10 +181,24 @@ class BatchedVectorEnv(VectorEnv):
         if done.any():
             copies = np.flatnonzero(done)
             info = {**info, "final_obs": obs, "_final_obs": done, "final_info": dict(info), "_final_info": done}
+            info.update(self._final_views(copies))
             self.task.reset_copies(copies)
             self.elapsed_steps[copies] = 0
             obs = self.task.observe()
         return obs, reward, terminated, truncated, info
+
+    def _final_views(self, copies: np.ndarray) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        if "frames" in self.final_views:
+            frames = [self.task.render(i) for i in copies]
+            out["final_frames"] = np.zeros((self.num_envs, *frames[0].shape), dtype=np.uint8)
+            out["final_frames"][copies] = frames
+        if "text" in self.final_views:
+            text = [""] * self.num_envs
+            for i in copies:
+                text[i] = self.task.describe(i)
+            out["final_text"] = np.array(text)
+        return out
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         if self.render_mode != "rgb_array":

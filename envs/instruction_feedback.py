@@ -1,16 +1,20 @@
-"""InstructionFeedback: collect objects for a teacher who answers each choice in natural language.
+"""InstructionFeedback: collect objects for a teacher who states preferences and answers each choice in words.
 
 After "Learning Rewards from Linguistic Feedback" (Sumers et al., 2021). Objects have a colour, a shape and a
-pattern; the teacher's hidden reward is linear in these features (one weight per feature value). The teacher's
-instruction names one preference. Each of `CHOICES` steps the agent picks one of K new objects (Discrete(K));
-the reward is the object's hidden value and the teacher replies with feedback whose sentiment carries that value,
-in one of the paper's three forms: evaluative ("Great choice!"), descriptive ("... I love blue things") or
-imperative ("... You should have picked the striped blue circle"). The feedback is in the next observation and
-in `info["feedback"]`.
+pattern. The teacher's hidden reward is linear in the feature one-hots: the teacher holds one preference per
+attribute (a colour, a shape, a pattern), each with a strength in {-2, -1, +1, +2} ("hate", "don't like", "like",
+"love"); every other feature value weighs 0. The instruction states two of the three preferences. Each of
+`CHOICES` steps the agent picks one of K new objects (Discrete(K)); the reward is the object's hidden value and the
+teacher replies in one of the paper's three forms: evaluative ("Great choice!", sentiment only), descriptive
+(sentiment + "I also love dotted things.") or imperative (sentiment + "Never pick dotted things!"). Descriptive
+and imperative feedback state the preference not yet stated, so later picks can exploit earlier feedback.
+The feedback is in the next observation and in `info["feedback"]`.
 
 Observation: `text` (instruction, feedback so far, options), `options` (one per line), `features` (K, 10) option
-feature one-hots, `language` (12,): signed feature mentions in the instruction and feedback so far (10), the last
-feedback's sentiment in [-1, 1] and whether there was feedback (1).
+feature one-hots, `language` (12,): the strength every stated preference names, divided by 2, per feature value
+(10, 0 where nothing was said; exactly what the text says), the last feedback's sentiment in [-1, 1] and whether
+there was feedback (1); `option_mentions` (K, 10): what was said about each option's own features
+(`features * language[:10]`). `features @ language[:10]` is a listener that scores options by what it was told.
 """
 
 from __future__ import annotations
@@ -23,17 +27,24 @@ from envs.text_game import TextGameEnv, TextGameTask, TextGameVectorEnv, text_ba
 COLORS = ("red", "blue", "green", "yellow")
 SHAPES = ("circle", "square", "triangle")
 PATTERNS = ("plain", "striped", "dotted")
+ATTRIBUTES = (COLORS, SHAPES, PATTERNS)
 FEATURE_NAMES = (*COLORS, *SHAPES, *PATTERNS)
 NUM_FEATURES = len(FEATURE_NAMES)
+OFFSETS = np.array([0, len(COLORS), len(COLORS) + len(SHAPES)])  # first feature index of each attribute
 CHOICES = 3
-WEIGHT_STD = 1.0
+STATED_IN_INSTRUCTION = 2  # of the three preferences; feedback may state the third
+MAX_STRENGTH = 2
+STRENGTHS = (-2, -1, 1, 2)
 FEEDBACK_FORMS = ("evaluative", "descriptive", "imperative")
+# strength -> how the teacher says it: descriptive verb, imperative sentence ({} = 'dotted things')
+DESCRIPTIVE = {2: "I love", 1: "I like", -1: "I don't like", -2: "I hate"}
+IMPERATIVE = {2: "Always pick {}!", 1: "Pick {} when you can.", -1: "Try to avoid {}.", -2: "Never pick {}!"}
 # (lowest value, sentiment in [-1, 1], phrases); the first row whose lowest value the object's value reaches
 SENTIMENTS = (
     (2.0, 1.0, ["Great choice, that's exactly the kind of thing I like!", "Excellent, I love it!"]),
-    (0.5, 0.5, ["Good, I like that.", "Nice pick."]),
-    (-0.5, 0.0, ["That's okay, I don't feel strongly about it.", "Hmm, it's fine I guess."]),
-    (-2.0, -0.5, ["Not really what I wanted.", "Hmm, I don't like that much."]),
+    (1.0, 0.5, ["Good, I like that.", "Nice pick."]),
+    (0.0, 0.0, ["That's okay, I don't feel strongly about it.", "Hmm, it's fine I guess."]),
+    (-1.0, -0.5, ["Not really what I wanted.", "Hmm, I don't like that much."]),
     (-np.inf, -1.0, ["No, that's terrible!", "No, I really don't like that one."]),
 )
 
@@ -53,8 +64,14 @@ def object_name(features: np.ndarray) -> str:
 
 def one_hot(features: np.ndarray) -> np.ndarray:
     """(..., 10) feature one-hots from (..., 3) colour, shape, pattern indices."""
-    offsets = np.array([0, len(COLORS), len(COLORS) + len(SHAPES)])
-    return np.eye(NUM_FEATURES)[features + offsets].sum(-2)
+    return np.eye(NUM_FEATURES)[features + OFFSETS].sum(-2)
+
+
+def state_preference(feature: int, strength: int, form: str) -> str:
+    """One stated preference: 'I love dotted things.' (descriptive) or 'Never pick dotted things!' (imperative)."""
+    if form == "imperative":
+        return IMPERATIVE[strength].format(feature_plural(feature))
+    return f"{DESCRIPTIVE[strength]} {feature_plural(feature)}."
 
 
 class InstructionFeedbackTask(TextGameTask):
@@ -69,12 +86,15 @@ class InstructionFeedbackTask(TextGameTask):
                 "options": text_space(40 * num_options),
                 "features": spaces.Box(0.0, 1.0, (num_options, NUM_FEATURES), np.float32),
                 "language": spaces.Box(-1.0, 1.0, (NUM_FEATURES + 2,), np.float32),
+                "option_mentions": spaces.Box(-1.0, 1.0, (num_options, NUM_FEATURES), np.float32),
             }
         )
         self.action_space = spaces.Discrete(num_options)
         self.weights = np.zeros((num_envs, NUM_FEATURES))
+        self.preferences = np.zeros((num_envs, len(ATTRIBUTES)), dtype=np.int64)  # feature index per attribute
+        self.unstated = [[0] for _ in range(num_envs)]  # attributes whose preference is not yet stated
         self.objects = np.zeros((num_envs, num_options, 3), dtype=np.int64)  # colour, shape, pattern per option
-        self.mentions = np.zeros((num_envs, NUM_FEATURES))
+        self.stated = np.zeros((num_envs, NUM_FEATURES))  # stated strength / MAX_STRENGTH per feature value
         self.sentiment = np.zeros(num_envs)
         self.choice = np.zeros(num_envs, dtype=np.int64)  # choices made this episode
         self.instructions = [""] * num_envs
@@ -83,22 +103,30 @@ class InstructionFeedbackTask(TextGameTask):
     def reset_copies(self, copies: np.ndarray) -> None:
         for i in copies:
             rng = self.rngs[i]
-            self.weights[i] = rng.normal(0.0, WEIGHT_STD, NUM_FEATURES)
-            hinted = int(rng.integers(NUM_FEATURES))
-            verb = "I like" if self.weights[i, hinted] > 0 else "I don't like"
-            self.instructions[i] = f"Pick objects I will like. Hint: {verb} {feature_plural(hinted)}."
-            self.mentions[i] = 0.0
-            self.mentions[i, hinted] = np.sign(self.weights[i, hinted])
+            self.preferences[i] = [OFFSETS[a] + rng.integers(len(values)) for a, values in enumerate(ATTRIBUTES)]
+            self.weights[i] = 0.0
+            self.weights[i, self.preferences[i]] = rng.choice(STRENGTHS, len(ATTRIBUTES))
+            order = [int(a) for a in rng.permutation(len(ATTRIBUTES))]
+            self.stated[i] = 0.0
+            said = [self.state(i, a, "descriptive") for a in order[:STATED_IN_INSTRUCTION]]
+            self.unstated[i] = order[STATED_IN_INSTRUCTION:]
+            self.instructions[i] = "Pick objects I will like. " + " ".join(said)
             self.sentiment[i] = 0.0
             self.choice[i] = 0
             self.feedback[i] = []
             self.draw_objects(i)
 
+    def state(self, copy: int, attribute: int, form: str) -> str:
+        """The teacher states one attribute's preference; the `language` view records exactly that."""
+        feature = int(self.preferences[copy, attribute])
+        strength = int(self.weights[copy, feature])
+        self.stated[copy, feature] = strength / MAX_STRENGTH
+        return state_preference(feature, strength, form)
+
     def draw_objects(self, copy: int) -> None:
         """K fresh objects for one copy."""
         rng = self.rngs[copy]
-        sizes = (len(COLORS), len(SHAPES), len(PATTERNS))
-        self.objects[copy] = np.stack([rng.integers(0, s, self.num_options) for s in sizes], 1)
+        self.objects[copy] = np.stack([rng.integers(0, len(v), self.num_options) for v in ATTRIBUTES], 1)
 
     def values(self) -> np.ndarray:
         """(N, K) the hidden value of every option."""
@@ -108,7 +136,7 @@ class InstructionFeedbackTask(TextGameTask):
         actions = np.asarray(actions, dtype=np.int64).reshape(self.num_envs)
         values = self.values()
         reward = values[np.arange(self.num_envs), actions]
-        success = actions == values.argmax(1)
+        success = reward >= values.max(1)  # ties: any best-valued object is a success
         feedback = [self.teacher_feedback(i, int(a), values[i]) for i, a in enumerate(actions)]
         self.choice += 1
         terminated = self.choice >= CHOICES
@@ -118,23 +146,17 @@ class InstructionFeedbackTask(TextGameTask):
         return reward, terminated, info
 
     def teacher_feedback(self, copy: int, action: int, values: np.ndarray) -> str:
-        """The teacher's sentence about the chosen object; updates the copy's language state."""
+        """The teacher's sentence about the chosen object; descriptive and imperative forms also state the
+        preference not yet stated (if any). Updates the copy's language state."""
         rng = self.rngs[copy]
-        value = values[action]
-        sentiment, phrases = next((s, p) for low, s, p in SENTIMENTS if value >= low)
+        sentiment, phrases = next((s, p) for low, s, p in SENTIMENTS if values[action] >= low)
         sentence = phrases[rng.integers(len(phrases))]
         form = FEEDBACK_FORMS[rng.integers(len(FEEDBACK_FORMS))]
-        chosen = self.objects[copy, action]
-        if form == "descriptive":
-            features = np.flatnonzero(one_hot(chosen))
-            salient = features[np.abs(self.weights[copy, features]).argmax()]
-            verb = "I like" if self.weights[copy, salient] > 0 else "I don't like"
-            sentence += f" {verb} {feature_plural(salient)}."
-            self.mentions[copy, salient] = np.sign(self.weights[copy, salient])
-        elif form == "imperative" and action != values.argmax():
-            sentence += f" You should have picked the {object_name(self.objects[copy, values.argmax()])}."
+        if form != "evaluative" and self.unstated[copy]:
+            also = self.state(copy, self.unstated[copy].pop(0), form)
+            sentence += " Also: " + also if form == "descriptive" else f" Next time: {also}"
         self.sentiment[copy] = sentiment
-        self.feedback[copy].append(f'You picked the {object_name(chosen)}. Teacher: "{sentence}"')
+        self.feedback[copy].append(f'You picked the {object_name(self.objects[copy, action])}. Teacher: "{sentence}"')
         return sentence
 
     def oracle_action(self, copy: int) -> int:
@@ -153,13 +175,15 @@ class InstructionFeedbackTask(TextGameTask):
     def observe(self) -> dict[str, np.ndarray]:
         copies = range(self.num_envs)
         had_feedback = (self.choice > 0).astype(np.float64)
+        features = one_hot(self.objects)
         return {
             "text": text_batch([self.text(i) for i in copies]),
             "options": text_batch([self.options_text(i) for i in copies]),
-            "features": one_hot(self.objects).astype(np.float32),
-            "language": np.concatenate([self.mentions, self.sentiment[:, None], had_feedback[:, None]], 1).astype(
+            "features": features.astype(np.float32),
+            "language": np.concatenate([self.stated, self.sentiment[:, None], had_feedback[:, None]], 1).astype(
                 np.float32
             ),
+            "option_mentions": (features * self.stated[:, None, :]).astype(np.float32),
         }
 
     def describe(self, copy: int) -> str:

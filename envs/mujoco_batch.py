@@ -27,7 +27,8 @@ class BatchedMujoco:
     """`num_copies` copies of the scene in `xml_path`, with (N, ...) views of their state.
 
     Positions returned by `site_pos` / set by `set_mocap_pos` are relative to each copy's own origin, so that
-    callers never see the grid offsets.
+    callers never see the grid offsets. `qpos` is raw: free-joint positions there are in world coordinates, so
+    subtract / add `qpos_origin` (N, nq) to read / write them copy-relative.
     """
 
     def __init__(self, xml_path: str | Path, num_copies: int, spacing: float = 2.0) -> None:
@@ -51,9 +52,23 @@ class BatchedMujoco:
         self.ctrl_low = single.actuator_ctrlrange[:, 0].copy()
         self.ctrl_high = single.actuator_ctrlrange[:, 1].copy()
         # attach() keeps the child's element order, so copy i owns a contiguous block of qpos / qvel / ctrl.
+        # A free joint's position is in world coordinates, so it includes its copy's grid offset.
+        self.qpos_origin = np.zeros((num_copies, self.nq))
+        for j in np.flatnonzero(single.jnt_type == mujoco.mjtJoint.mjJNT_FREE):
+            adr = single.jnt_qposadr[j]
+            self.qpos_origin[:, adr : adr + 3] = self.origins
         self._mocap = {}
         self._sites = {}
-        self._renderer: mujoco.Renderer | None = None
+        # Frames are drawn from a one-copy model posed like the copy: the cost of a frame does not grow with N,
+        # no other copy can show up in it, and posing it for a goal image leaves the copies' state alone.
+        self._render_model, self._render_data = single, mujoco.MjData(single)
+        mocap_bodies = [b for b in range(single.nbody) if single.body_mocapid[b] >= 0]
+        self._copy_mocap = np.zeros((num_copies, single.nmocap), dtype=int)  # (N, nmocap): copy's mocap ids
+        for b in mocap_bodies:
+            for i in range(num_copies):
+                big = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"e{i}/{single.body(b).name}")
+                self._copy_mocap[i, single.body_mocapid[b]] = self.model.body_mocapid[big]
+        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}  # one per frame size: pixels and video differ
 
     # --- state -------------------------------------------------------------------------------------------
     @property
@@ -99,18 +114,35 @@ class BatchedMujoco:
         mujoco.mj_kinematics(self.model, self.data)
 
     # --- rendering ---------------------------------------------------------------------------------------
-    def render(self, copy: int, camera: str, width: int, height: int) -> np.ndarray:
-        """(height, width, 3) uint8 image of one copy seen from its camera `camera`."""
-        if self._renderer is None or (self._renderer.width, self._renderer.height) != (width, height):
+    def render(self, copy: int, camera: str, width: int, height: int, qpos: np.ndarray | None = None) -> np.ndarray:
+        """(height, width, 3) uint8 image of one copy seen from its camera `camera`; `qpos` (nq,), copy-relative,
+        poses the copy for this frame only (goal images)."""
+        return self.render_copies(np.array([copy]), camera, width, height, None if qpos is None else qpos[None])[0]
+
+    def render_copies(
+        self, copies: np.ndarray, camera: str, width: int, height: int, qpos: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(K, height, width, 3) uint8 images of the copies in `copies` (K,), each from its own camera `camera`, in
+        their current joint and mocap state or, given copy-relative `qpos` (K, nq), posed so."""
+        renderer = self._renderers.get((width, height))
+        if renderer is None:
             _load_triton_first()
-            if self._renderer is not None:
-                self._renderer.close()
-            self._renderer = mujoco.Renderer(self.model, height=height, width=width)
-        mujoco.mj_forward(self.model, self.data)
-        self._renderer.update_scene(self.data, camera=f"e{copy}/{camera}")
-        return self._renderer.render()
+            renderer = mujoco.Renderer(self._render_model, height=height, width=width)
+            self._renderers[(width, height)] = renderer
+        if qpos is None:
+            qpos = self.qpos[copies] - self.qpos_origin[copies]
+        data = self._render_data
+        frames = np.empty((len(copies), height, width, 3), dtype=np.uint8)
+        for k, i in enumerate(copies):
+            data.qpos[:] = qpos[k]
+            data.mocap_pos[:] = self.data.mocap_pos[self._copy_mocap[i]] - self.origins[i]
+            data.mocap_quat[:] = self.data.mocap_quat[self._copy_mocap[i]]
+            mujoco.mj_forward(self._render_model, data)
+            renderer.update_scene(data, camera=camera)
+            renderer.render(out=frames[k])
+        return frames
 
     def close(self) -> None:
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        for renderer in self._renderers.values():
+            renderer.close()
+        self._renderers.clear()

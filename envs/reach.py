@@ -3,6 +3,7 @@
 GoalEnv convention (gymnasium-robotics): observations are dicts
 `{observation (8,), achieved_goal (2,), desired_goal (2,)}`; `compute_reward` is vectorized; success is a
 fingertip-to-goal distance below `SUCCESS_DISTANCE`. Actions (2,) in [-1, 1] set the target joint speeds.
+Pixel observations, frame stacking and action repeat: see `envs/pixels.py` (`obs_type="pixels"`, ...).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from gymnasium import spaces
 
 from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
 from envs.mujoco_batch import BatchedMujoco
+from envs.pixels import make_task
 
 ASSET = Path(__file__).parent / "assets" / "reach.xml"
 SUCCESS_DISTANCE = 0.05
 GOAL_RADIUS = (0.06, 0.28)  # the arm reaches 0.30 m; goals lie in this annulus around the shoulder
+LINK_LENGTHS = (0.15, 0.15)  # as in reach.xml
 REWARD_TYPES = ("sparse", "dense")
 
 
@@ -99,6 +102,18 @@ class ReachTask(BatchedTask):
     def render(self, copy: int) -> np.ndarray:
         return self.sim.render(copy, "top", self.width, self.height)
 
+    def render_images(self, copies: np.ndarray, width: int, height: int) -> np.ndarray:
+        """(K, height, width, 3) frames of `copies` from the top camera (pixel observations)."""
+        return self.sim.render_copies(copies, "top", width, height)
+
+    def render_goal_image(self, copy: int, width: int, height: int) -> np.ndarray:
+        """(height, width, 3) frame of one copy with the fingertip on its goal (inverse kinematics, same elbow side)."""
+        (l1, l2), (x, y) = LINK_LENGTHS, self.goal[copy]
+        cos_elbow = np.clip((x * x + y * y - l1 * l1 - l2 * l2) / (2 * l1 * l2), -1.0, 1.0)
+        elbow = np.copysign(np.arccos(cos_elbow), np.sin(self.sim.qpos[copy, 1]))
+        shoulder = np.arctan2(y, x) - np.arctan2(l2 * np.sin(elbow), l1 + l2 * np.cos(elbow))
+        return self.sim.render(copy, "top", width, height, qpos=np.array([shoulder, elbow]))
+
     def describe(self, copy: int) -> str:
         tip, goal = self.fingertip()[copy], self.goal[copy]
         offset = goal - tip
@@ -115,12 +130,12 @@ class ReachTask(BatchedTask):
 
 
 class ReachEnv(BatchedEnv):
-    """`crlab/Reach-v0`: a single reach arm (a batch of one)."""
+    """`crlab/Reach-v0`: a single reach arm (a batch of one). `task_kwargs` may hold pixel options (envs/pixels.py)."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}  # frame_skip=4 at 0.01 s; instances update it
 
     def __init__(self, reward_type: str = "sparse", render_mode: str | None = None, **task_kwargs: Any) -> None:
-        super().__init__(ReachTask(1, reward_type, **task_kwargs), render_mode)
+        super().__init__(make_task(ReachTask, 1, reward_type=reward_type, **task_kwargs), render_mode)
 
 
 class ReachVectorEnv(BatchedVectorEnv):
@@ -134,4 +149,5 @@ class ReachVectorEnv(BatchedVectorEnv):
         render_mode: str | None = None,
         **task_kwargs: Any,
     ) -> None:
-        super().__init__(ReachTask(num_envs, reward_type, **task_kwargs), max_episode_steps, render_mode)
+        task = make_task(ReachTask, num_envs, reward_type=reward_type, **task_kwargs)
+        super().__init__(task, max_episode_steps, render_mode)

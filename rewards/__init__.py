@@ -1,5 +1,9 @@
 """crlab reward modules: a batch of transitions in, rewards (B,) out, plus reward metrics (EPIC).
 
+`REWARDS` maps a name to the module's constructor; `vlm_preference` builds the same Bradley–Terry model as
+`preference` (it differs in its teacher, see rewards/vlm_preference.py). `rewards.from_config` builds a module
+from a `scripts/conf/reward/NAME.yaml` config, as `reward=NAME` does on the command line.
+
     from rewards import make_reward
     from rewards.wrapper import VectorRewardWrapper
     reward = make_reward("clip", goal_prompts="a robot arm touching the green dot", baseline_prompts="a robot arm")
@@ -19,6 +23,7 @@ REWARDS: dict[str, Callable[..., RewardModule]] = {
     "clip": CLIPReward,
     "language": LanguageReward,
     "preference": PreferenceRewardModel,
+    "vlm_preference": PreferenceRewardModel,
 }
 
 

@@ -75,6 +75,9 @@ class RewardModule(torch.nn.Module):
     """Maps a batch of transitions to rewards (B,) on the module's device."""
 
     needs: frozenset[str] = frozenset()
+    # every batch key `forward` reads (None: it may read any). Lets callers that score many combinations of
+    # recorded states and actions (EPIC on rollouts) evaluate each distinct input once.
+    reads: frozenset[str] | None = None
 
     @property
     def device(self) -> torch.device:

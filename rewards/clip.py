@@ -77,6 +77,7 @@ class CLIPReward(RewardModule):
     """VLM-RM reward of the frame after each step; prompt embeddings are computed once, at construction."""
 
     needs = frozenset({"frames"})
+    reads = frozenset({"frames"})
 
     def __init__(
         self,

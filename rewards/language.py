@@ -8,6 +8,7 @@ through sentence-transformers). By default the reward is the potential-based sha
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from typing import Any
 
 import torch
@@ -28,23 +29,43 @@ def load_sentence_encoder(device: str | torch.device = "cpu") -> nn.Module:
 
 
 class InstructionPotential(nn.Module):
-    """Φ(s) (B,): cosine similarity between the instruction and state["text"] (B strings)."""
+    """Φ(s) (B,): cosine similarity between the instruction and state["text"] (B strings).
+
+    Env descriptions repeat a lot (the same text for nearby states, and every s' is the next step's s), so
+    embeddings are kept in an LRU cache of `cache_size` texts; only unseen texts reach the encoder.
+    """
 
     needs = frozenset({"text"})
 
-    def __init__(self, instruction: str, encoder: nn.Module | None = None, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        instruction: str,
+        encoder: nn.Module | None = None,
+        device: str | torch.device = "cpu",
+        cache_size: int = 65536,
+    ) -> None:
         super().__init__()
         self.instruction = instruction
         self.encoder = encoder if encoder is not None else load_sentence_encoder(device)
+        self.cache_size = cache_size
+        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.register_buffer("instruction_embedding", self.embed([instruction])[0])
 
     @torch.no_grad()
     def embed(self, texts: list[str]) -> torch.Tensor:
-        """Unit sentence embeddings (B, 384)."""
-        embedding = self.encoder.encode(
-            list(texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False
-        )
-        return embedding.float().clone()  # clone: a normal tensor, not an inference-mode one
+        """Unit sentence embeddings (B, 384); texts not in the cache are encoded in one call."""
+        texts = [str(t) for t in texts]
+        new = list(dict.fromkeys(t for t in texts if t not in self.cache))
+        if new:
+            encoded = self.encoder.encode(new, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+            for text, embedding in zip(new, encoded.float().clone()):  # clone: not an inference-mode tensor
+                self.cache[text] = embedding
+        for text in texts:
+            self.cache.move_to_end(text)
+        embedding = torch.stack([self.cache[t] for t in texts])
+        while len(self.cache) > self.cache_size:
+            self.cache.popitem(last=False)
+        return embedding
 
     def forward(self, state: dict[str, Any]) -> torch.Tensor:
         return self.embed(state["text"]) @ self.instruction_embedding
@@ -63,8 +84,9 @@ class LanguageReward(PotentialShapedReward):
     ) -> None:
         super().__init__(InstructionPotential(instruction, encoder, device), gamma)
         self.shaping_enabled = shaping
+        self.reads = frozenset({"text", "prev_text", "terminated"})
         if not shaping:
-            self.needs = frozenset({"text"})
+            self.needs = self.reads = frozenset({"text"})
 
     def forward(self, batch: Batch) -> torch.Tensor:
         """Rewards (B,) from batch["text"] (and batch["prev_text"] when shaping)."""

@@ -68,7 +68,9 @@ class RewardMLP(nn.Module):
 class PreferenceRewardModel(LearnedRewardModule):
     """Ensemble of M reward MLPs r̂(s, a) (or r̂(s') with input="next_obs"), fit with the Bradley–Terry loss.
 
-    As a reward module it returns the ensemble mean (B,); `reward_mean_std` also gives the spread.
+    As a reward module it returns the ensemble mean (B,); `reward_mean_std` also gives the spread. With dict
+    observations, `obs_keys` picks the entries the MLPs see (default all), e.g. a goal env's
+    ["achieved_goal", "desired_goal"], the inputs of its own `compute_reward`.
     """
 
     def __init__(
@@ -80,12 +82,14 @@ class PreferenceRewardModel(LearnedRewardModule):
         hidden_dim: int = 256,
         num_layers: int = 3,
         lr: float = 3e-4,
+        obs_keys: list[str] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
         if input not in INPUTS:
             raise ValueError(f"input={input!r} is not one of {INPUTS}")
         self.obs_dim, self.action_dim, self.input = obs_dim, action_dim, input
+        self.obs_keys = None if obs_keys is None else sorted(obs_keys)
         self.ensemble_size, self.hidden_dim, self.num_layers, self.lr = ensemble_size, hidden_dim, num_layers, lr
         in_dim = obs_dim + action_dim if input == "obs_action" else obs_dim
         self.members = nn.ModuleList(RewardMLP(in_dim, hidden_dim, num_layers) for _ in range(ensemble_size))
@@ -97,6 +101,11 @@ class PreferenceRewardModel(LearnedRewardModule):
         cls, observation_space: gymnasium.Space, action_space: gymnasium.Space, **kwargs: Any
     ) -> "PreferenceRewardModel":
         """Size the model for a (single-env) observation and action space; dict observations are flattened."""
+        keys = kwargs.get("obs_keys")
+        if keys is not None:
+            if not isinstance(observation_space, gymnasium.spaces.Dict) or set(keys) - set(observation_space.spaces):
+                raise ValueError(f"obs_keys={list(keys)} are not all keys of the observation space {observation_space}")
+            observation_space = gymnasium.spaces.Dict({k: observation_space[k] for k in keys})
         return cls(gymnasium.spaces.flatdim(observation_space), gymnasium.spaces.flatdim(action_space), **kwargs)
 
     def config(self) -> dict[str, Any]:
@@ -108,11 +117,19 @@ class PreferenceRewardModel(LearnedRewardModule):
             "hidden_dim": self.hidden_dim,
             "num_layers": self.num_layers,
             "lr": self.lr,
+            "obs_keys": self.obs_keys,
         }
+
+    @property
+    def reads(self) -> frozenset[str]:
+        return frozenset({"obs", "action"} if self.input == "obs_action" else {"next_obs"})
 
     # --- rewards ---------------------------------------------------------------------------------------------
     def features(self, obs: TensorObs, action: torch.Tensor | None, next_obs: TensorObs | None) -> torch.Tensor:
         """MLP input (*lead, in_dim): [flat obs, action] or flat next_obs."""
+        if self.obs_keys is not None:
+            obs = None if obs is None else {k: obs[k] for k in self.obs_keys}
+            next_obs = None if next_obs is None else {k: next_obs[k] for k in self.obs_keys}
         if self.input == "next_obs":
             return flatten_obs(next_obs)
         return torch.cat([flatten_obs(obs), action], dim=-1)
@@ -209,7 +226,8 @@ def select_pairs_by_disagreement(
 
 @dataclass
 class SyntheticLabeler:
-    """Scripted teacher from a gold reward r(s, a, s') -> (B,) (B-Pref): Boltzmann choice, ties, random errors.
+    """Scripted teacher from a gold reward r(s, a, s') -> (B,) or from recorded rewards (B-Pref): Boltzmann
+    choice, ties, random errors.
 
     beta=None is a perfectly rational teacher; ties (label 0.5) when |R_a − R_b| < tie_threshold; otherwise the
     label is flipped with probability error_rate.
@@ -230,9 +248,12 @@ class SyntheticLabeler:
             self.generator.manual_seed(self.seed)
 
     def segment_returns(self, segments: Segments) -> torch.Tensor:
-        """Gold return Σ_t r of each segment, (N,), for segment leaves (N, T, ...)."""
+        """Gold return Σ_t r of each segment, (N,), for segment leaves (N, T, ...); without a gold reward
+        function, the sum of the rewards recorded in segments["reward"] (N, T) (e.g. the env's own)."""
         if self.gold_reward is None:
-            raise ValueError("this labeler has no gold reward; label returns with `label_returns`")
+            if "reward" not in segments:
+                raise ValueError("this labeler has no gold reward and the segments no 'reward'; use `label_returns`")
+            return torch.as_tensor(segments["reward"], dtype=torch.float32).cpu().sum(-1)
 
         def flat(x: Any) -> Any:
             if x is None:

@@ -2,26 +2,28 @@
 
 Each step builds one transition batch: obs, action, next_obs, terminated, and whatever the module `needs` of
 frames (`env.render()`, so make the env with render_mode="rgb_array"), text (`env.unwrapped.describe()`) and
-the s-side prev_frames / prev_text (remembered from the previous step or the reset).
+the s-side prev_frames / prev_text (remembered from the previous step or the reset). An optional `observer`
+(e.g. `rewards.online_preference.OnlinePreferenceLearning`) is shown every batch with the ground-truth reward.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, VectorEnv, VectorWrapper
 
+from envs.batched import true_next_obs
 from rewards.base import RewardModule, batch_to_tensors
 
 OBS_KEYS = frozenset({"obs", "action", "next_obs"})
 PER_STATE_KEYS = frozenset({"frames", "text", "prev_frames", "prev_text"})
 
 
-def _check_needs(module: RewardModule, render_mode: str | None) -> frozenset[str]:
-    needs = frozenset(module.needs) - OBS_KEYS - {"terminated"}
+def _check_needs(needs: frozenset[str], render_mode: str | None) -> frozenset[str]:
+    needs = frozenset(needs) - OBS_KEYS - {"terminated"}
     unknown = needs - PER_STATE_KEYS
     if unknown:
         raise ValueError(f"reward module needs {sorted(unknown)}; the wrappers provide {sorted(PER_STATE_KEYS)}")
@@ -36,31 +38,13 @@ def _add_batch_axis(obs: Any) -> Any:
     return np.asarray(obs)[None]
 
 
-def true_next_obs(obs: Any, info: dict[str, Any]) -> Any:
-    """(N, ...) next observations of a same-step-autoreset vector step: info["final_obs"] where an episode ended.
-
-    Expects our vector envs' layout: info["final_obs"] has the same (N, ...) leaves as obs, masked by
-    info["_final_obs"] (N,).
-    """
-    if "_final_obs" not in info:
-        return obs
-    done, final = np.asarray(info["_final_obs"]), info["final_obs"]
-
-    def merge(new: np.ndarray, last: np.ndarray) -> np.ndarray:
-        return np.where(done.reshape(-1, *[1] * (np.ndim(new) - 1)), last, new)
-
-    if isinstance(obs, dict):
-        return {k: merge(obs[k], final[k]) for k in obs}
-    return merge(obs, final)
-
-
 class RewardWrapper(gymnasium.Wrapper):
     """Single env: reward = reward_module(transition); info["gt_reward"] = the env's reward."""
 
     def __init__(self, env: gymnasium.Env, reward_module: RewardModule) -> None:
         super().__init__(env)
         self.reward_module = reward_module
-        self.needs = _check_needs(reward_module, env.render_mode)
+        self.needs = _check_needs(reward_module.needs, env.render_mode)
         self._obs: Any = None
         self._state: dict[str, Any] = {}
 
@@ -95,20 +79,35 @@ class RewardWrapper(gymnasium.Wrapper):
         return obs, reward, terminated, truncated, {**info, "gt_reward": gt_reward}
 
 
+class TransitionObserver(Protocol):
+    """Sees every transition batch (tensors on the module's device) with the env's reward (N,) and done (N,)."""
+
+    needs: frozenset[str]
+
+    def record(self, batch: dict[str, Any], gt_reward: np.ndarray, done: np.ndarray) -> None: ...
+
+
 class VectorRewardWrapper(VectorWrapper):
     """Vector env (same-step autoreset): rewards (N,) from reward_module; info["gt_reward"] = the env's (N,).
 
-    For copies whose episode ended, next_obs is the true last observation from info["final_obs"]. Frames and
-    text come from render/describe after the step, which for those copies already show the next episode's start.
+    For copies whose episode ended, next_obs is the true last observation from info["final_obs"], and frames /
+    text are the ended state's (info["final_frames"] / ["final_text"], which our `BatchedVectorEnv`s add when
+    asked). Other same-step vector envs give render/describe after the step, i.e. the next episode's start.
     """
 
-    def __init__(self, env: VectorEnv, reward_module: RewardModule) -> None:
+    def __init__(self, env: VectorEnv, reward_module: RewardModule, observer: TransitionObserver | None = None) -> None:
         super().__init__(env)
         mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
         if mode == AutoresetMode.NEXT_STEP:
             raise ValueError("next-step autoreset makes a bogus transition after each episode; use SAME_STEP")
         self.reward_module = reward_module
-        self.needs = _check_needs(reward_module, env.render_mode)
+        self.observer = observer
+        needs = reward_module.needs | (observer.needs if observer is not None else frozenset())
+        self.needs = _check_needs(needs, env.render_mode)
+        wanted = sorted(self.needs & {"frames", "text"})
+        request = getattr(env.unwrapped, "request_final_views", None)
+        if wanted and request is not None:
+            request(*wanted)
         self._obs: Any = None
         self._state: dict[str, Any] = {}
 
@@ -128,16 +127,30 @@ class VectorRewardWrapper(VectorWrapper):
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
         obs, gt_reward, terminated, truncated, info = self.env.step(actions)
-        state = self._observe_state()
+        state = self._observe_state()  # for ended copies: the next episode's start, i.e. the next step's s
         batch = {
             "obs": self._obs,
             "action": np.asarray(actions),
             "next_obs": true_next_obs(obs, info),
             "terminated": np.asarray(terminated),
-            **{key: state[key] for key in self.needs & {"frames", "text"}},
+            **{key: _final_view(state[key], info, key) for key in self.needs & {"frames", "text"}},
             **{f"prev_{key}": self._state[key] for key in state if f"prev_{key}" in self.needs},
         }
+        batch = batch_to_tensors(batch, self.reward_module.device)
         with torch.no_grad():
-            reward = self.reward_module(batch_to_tensors(batch, self.reward_module.device))
+            reward = self.reward_module(batch)
+        if self.observer is not None:
+            self.observer.record(batch, np.asarray(gt_reward), np.asarray(terminated) | np.asarray(truncated))
         self._obs, self._state = obs, state
         return obs, reward.cpu().numpy().astype(np.float64), terminated, truncated, {**info, "gt_reward": gt_reward}
+
+
+def _final_view(after_step: Any, info: dict[str, Any], key: str) -> Any:
+    """Frames (N, H, W, 3) or text (N,) of s' after a vector step: the ended state's where an episode ended."""
+    final = info.get(f"final_{key}")
+    if final is None or "_final_obs" not in info:
+        return after_step
+    done = np.asarray(info["_final_obs"])
+    if key == "text":
+        return [str(f) if d else t for t, f, d in zip(after_step, final, done)]
+    return np.where(done[:, None, None, None], final, after_step)

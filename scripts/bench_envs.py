@@ -2,7 +2,8 @@
 
 For each env id, env-steps/s of one `gymnasium.make` env, of the batched vector env (`vector_entry_point`: all
 copies stepped by one call) and of `SyncVectorEnv` over single envs, on the same number of random-action steps
-after a warm-up, best of `--repeats` timings. `--render` adds rgb_array frames/s of one env at 84x84.
+after a warm-up, best of `--repeats` timings. `--render` adds rgb_array frames/s of one env at 84x84, and for the
+MuJoCo envs (PIXEL_ENVS) env-steps/s with 84x84 pixel observations, single and batched.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ import gymnasium
 
 import envs  # noqa: F401  (registers crlab/ envs)
 
-DEFAULT_ENVS = ["crlab/Reach-v0"]  # add push, text games, ... here as they arrive
+DEFAULT_ENVS = ["crlab/Reach-v0", "crlab/Push-v0"]
+DEFAULT_ENVS += ["crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0"]
+DEFAULT_ENVS += [f"crlab/DMC-{task}-v0" for task in ("cartpole-swingup", "reacher-easy", "cheetah-run", "walker-walk",
+                                                     "finger-spin", "ball_in_cup-catch")]  # pixels: render every step
+SLOW_ENV_COPIES = {"crlab/DMC-": 8}  # id prefix -> max copies (each dm_control copy holds its own GL context)
 RENDER_SIZE = 84
 
 
@@ -85,6 +90,32 @@ def render_rate(env_id: str, frames: int, repeats: int, seed: int) -> float:
     return rate
 
 
+PIXEL_ENVS = ["crlab/Reach-v0", "crlab/Push-v0"]  # MuJoCo envs that take the pixel options of envs/pixels.py
+PIXEL_KWARGS = {"obs_type": "pixels", "image_size": RENDER_SIZE, "frame_stack": 3}
+
+
+def pixel_obs_rate(env_id: str, num_envs: int | None, frames: int, repeats: int, seed: int) -> float:
+    """Env-steps/s with 84x84 pixel observations (one frame rendered per copy per step, so also frames/s), of one
+    env (`num_envs=None`) or of the batched vector env, whose copies are rendered one after another."""
+    if num_envs is None:
+        env, n = gymnasium.make(env_id, **PIXEL_KWARGS), 1
+
+        def step(action: Any) -> None:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+    else:
+        env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point", **PIXEL_KWARGS)
+        step, n = env.step, num_envs  # autoresets itself
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    for _ in range(max(1, 20 // n)):
+        step(env.action_space.sample())
+    rate = best_rate(step, [env.action_space.sample() for _ in range(max(1, frames // n))], n, repeats)
+    env.close()
+    return rate
+
+
 def fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f}"
 
@@ -94,45 +125,67 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=DEFAULT_ENVS, help="Gymnasium env ids (default: %(default)s)")
     parser.add_argument("--num-envs", type=int, default=64, help="copies in each vector env")
     parser.add_argument("--steps", type=int, default=25_600, help="env steps per timing (same for every form)")
+    parser.add_argument("--max-seconds", type=float, default=4.0,
+                        help="cap each timing at about this long: slow (pixel) envs get fewer steps")
     parser.add_argument("--warmup", type=int, default=1_280, help="env steps before timing")
     parser.add_argument("--repeats", type=int, default=3, help="timings per form; the best is reported")
     parser.add_argument("--render", action="store_true", help="also measure rgb_array frames/s at 84x84")
     parser.add_argument("--render-frames", type=int, default=500, help="frames per render timing")
+    parser.add_argument("--pixel-num-envs", type=int, default=16, help="copies in each pixel-observation vector env")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
     args = parser.parse_args()
 
     results = []
     for env_id in args.envs:
-        timing = dict(warmup=args.warmup, repeats=args.repeats, seed=args.seed)
-        row: dict[str, Any] = {"env_id": env_id}
-        row["single_steps_per_s"] = single_env_rate(env_id, args.steps, **timing)
-        row["batched_steps_per_s"] = vector_env_rate(env_id, args.num_envs, "vector_entry_point", args.steps, **timing)
-        row["sync_steps_per_s"] = vector_env_rate(env_id, args.num_envs, "sync", args.steps, **timing)
+        num_envs = min([args.num_envs] + [cap for prefix, cap in SLOW_ENV_COPIES.items() if env_id.startswith(prefix)])
+        probe = single_env_rate(env_id, 20, warmup=2, repeats=1, seed=args.seed)
+        steps = max(num_envs, min(args.steps, int(probe * args.max_seconds)) // num_envs * num_envs)
+        timing = dict(warmup=min(args.warmup, steps // 4), repeats=args.repeats, seed=args.seed)
+        row: dict[str, Any] = {"env_id": env_id, "num_envs": num_envs, "steps": steps}
+        row["single_steps_per_s"] = single_env_rate(env_id, steps, **timing)
+        row["batched_steps_per_s"] = vector_env_rate(env_id, num_envs, "vector_entry_point", steps, **timing)
+        row["sync_steps_per_s"] = vector_env_rate(env_id, num_envs, "sync", steps, **timing)
         batched, sync = row["batched_steps_per_s"], row["sync_steps_per_s"]
         row["batched_over_sync"] = None if batched is None else batched / sync
         if args.render:
             row["render_frames_per_s"] = render_rate(env_id, args.render_frames, args.repeats, args.seed)
         results.append(row)
+    pixel_results = []
+    if args.render:
+        for env_id in [e for e in args.envs if e in PIXEL_ENVS]:
+            timing = dict(frames=args.render_frames, repeats=args.repeats, seed=args.seed)
+            single = pixel_obs_rate(env_id, None, **timing)
+            batched = pixel_obs_rate(env_id, args.pixel_num_envs, **timing)
+            pixel_results.append({"env_id": env_id, **PIXEL_KWARGS, "single_frames_per_s": single,
+                                  "batched_frames_per_s": batched})
 
     machine = {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                "mujoco_gl": os.environ.get("MUJOCO_GL")}
-    print(f"\nenv steps/s, num_envs={args.num_envs}, {args.steps} steps, best of {args.repeats}; "
-          f"{machine['processor']}, {machine['cpu_count']} CPUs")
-    header = f"{'env':<30} {'single':>10} {'batched':>10} {'sync':>10} {'batched/sync':>13}"
+    print(f"\nenv steps/s, best of {args.repeats}; {machine['processor']}, {machine['cpu_count']} CPUs")
+    header = f"{'env':<34} {'copies':>6} {'steps':>7} {'single':>10} {'batched':>10} {'sync':>10} {'batched/sync':>13}"
     if args.render:
         header += f" {'render fps':>11}"
     print(header + "\n" + "-" * len(header))
     for r in results:
         ratio = "n/a" if r["batched_over_sync"] is None else f"{r['batched_over_sync']:.1f}x"
-        line = (f"{r['env_id']:<30} {fmt(r['single_steps_per_s']):>10} {fmt(r['batched_steps_per_s']):>10} "
+        line = (f"{r['env_id']:<34} {r['num_envs']:>6} {r['steps']:>7} {fmt(r['single_steps_per_s']):>10} "
+                f"{fmt(r['batched_steps_per_s']):>10} "
                 f"{fmt(r['sync_steps_per_s']):>10} {ratio:>13}")
         if args.render:
             line += f" {fmt(r['render_frames_per_s']):>11}"
         print(line)
+    if pixel_results:
+        print(f"\npixel observations {PIXEL_KWARGS}: env steps/s = frames/s (one frame per copy per step); "
+              f"batched: num_envs={args.pixel_num_envs}")
+        header = f"{'env':<30} {'single':>10} {'batched':>10}"
+        print(header + "\n" + "-" * len(header))
+        for r in pixel_results:
+            print(f"{r['env_id']:<30} {fmt(r['single_frames_per_s']):>10} {fmt(r['batched_frames_per_s']):>10}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"config": vars(args), "machine": machine, "results": results}, f, indent=2)
+            json.dump({"config": vars(args), "machine": machine, "results": results, "pixel_results": pixel_results}, f,
+                      indent=2)
         print(f"wrote {args.out}")
 
 

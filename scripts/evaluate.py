@@ -13,21 +13,28 @@ from envs.recorder import RolloutRecorder
 
 
 def evaluate(agent: Any, env: gymnasium.vector.VectorEnv, seed: int) -> dict[str, float]:
-    """Run one deterministic episode in each copy of `env`; mean final-step success and mean return."""
+    """Run one deterministic episode in each copy of `env`; mean final-step success and mean return.
+
+    Behind a reward wrapper (info["gt_reward"]) the return stays the env's own, and `eval_proxy_return` is added.
+    """
     n = env.num_envs
     obs, _ = env.reset(seed=seed)
-    returns, success = np.zeros(n), np.zeros(n)
+    returns, proxy_returns, success = np.zeros(n), np.zeros(n), np.zeros(n)
     running = np.ones(n, dtype=bool)
     while running.any():
         action = agent.act(obs_to_tensor(obs, agent.device), deterministic=True).cpu().numpy()
         obs, reward, terminated, truncated, info = env.step(action)
-        returns += reward * running
+        returns += info.get("gt_reward", reward) * running
+        proxy_returns += reward * running
         done = (terminated | truncated) & running
         if done.any():
             final = info.get("final_info", info)
             success[done] = np.asarray(final.get("is_success", np.zeros(n)))[done]
             running &= ~done
-    return {"eval_success_rate": float(success.mean()), "eval_return": float(returns.mean())}
+    row = {"eval_success_rate": float(success.mean()), "eval_return": float(returns.mean())}
+    if "gt_reward" in info:
+        row["eval_proxy_return"] = float(proxy_returns.mean())
+    return row
 
 
 def record_episodes(agent: Any, env: gymnasium.Env, episodes: int, seed: int, stem: Path) -> tuple[Path, Path]:

@@ -18,10 +18,10 @@ LATEST = "latest.pt"
 class RunLog:
     """Writes evaluation rows to `metrics.csv` (flushed per row) and scalars to TensorBoard."""
 
-    def __init__(self, run_dir: Path, resume_from_step: int | None = None) -> None:
+    def __init__(self, run_dir: Path, resume_from_step: int | None = None, extra_columns: tuple[str, ...] = ()) -> None:
         self.run_dir = run_dir
         self.csv_path = run_dir / "metrics.csv"
-        self.columns = list(METRIC_COLUMNS)
+        self.columns = [*METRIC_COLUMNS, *extra_columns]  # e.g. eval_proxy_return when a reward module is active
         if resume_from_step is not None and self.csv_path.exists():
             self._truncate_after(resume_from_step)
         new_file = not self.csv_path.exists()

@@ -3,6 +3,11 @@
 config -> vector env -> agent.act -> env.step -> agent.observe -> agent.update -> logs; every `eval_every` env
 steps: evaluation episodes, a recorded video, a metrics.csv row and a checkpoint. `resume=RUN_DIR` continues a
 run from its latest checkpoint (the replay buffer is not saved: it refills with the restored policy).
+
+`reward=NAME` (scripts/conf/reward/) swaps the env's reward for a reward module's through
+`rewards.wrapper.VectorRewardWrapper`; the ground truth stays in info["gt_reward"]. Then the log has both
+`train/proxy_return` and `train/gt_return`, metrics.csv gains `eval_proxy_return` (evaluation success and
+return stay ground truth), and an online-learned preference model is saved as RUN_DIR/reward_model.safetensors.
 """
 
 from __future__ import annotations
@@ -22,8 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import envs  # noqa: F401  (registers crlab/ envs)
-from agents import make_agent, resolve_device
+from agents import agent_loop, make_agent, resolve_device
 from agents.base import obs_to_tensor
+from envs.batched import true_next_obs
+from rewards.from_config import feedback_from_config, reward_from_config
+from rewards.wrapper import VectorRewardWrapper
 from scripts.cli import check_overrides, user_errors
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, latest_checkpoint, write_checkpoint
@@ -33,39 +41,58 @@ logging.getLogger("OpenGL").setLevel(logging.WARNING)
 OmegaConf.register_new_resolver("resume_or", lambda resume, new: resume if resume else new, replace=True)
 
 
-def true_next_obs(next_obs: dict | np.ndarray, info: dict) -> dict | np.ndarray:
-    """With same-step autoreset, rows of finished copies hold the next episode's first observation; put back the
-    real last observation from `info["final_obs"]`."""
-    if "final_obs" not in info:
-        return next_obs
-    done = info["_final_obs"]
-    if isinstance(next_obs, dict):
-        return {k: np.where(done.reshape(-1, *[1] * (v.ndim - 1)), info["final_obs"][k], v) for k, v in next_obs.items()}
-    return np.where(done.reshape(-1, *[1] * (next_obs.ndim - 1)), info["final_obs"], next_obs)
-
-
 def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None) -> gymnasium.vector.VectorEnv:
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
-    return gymnasium.make_vec(cfg.env.id, num_envs=num_envs, max_episode_steps=cfg.env.max_episode_steps, **kwargs)
+    return gymnasium.make_vec(cfg.env.id, num_envs=num_envs, max_episode_steps=cfg.env.max_episode_steps,
+                              render_mode=render_mode, **kwargs)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> Path:
-    """Run the training loop described by `cfg`, writing everything into `run_dir`; returns `run_dir`."""
+def resumed_config(saved_yaml: str, run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The saved config of a run being resumed, with the plain `key=value` overrides of this invocation applied
+    (e.g. a larger `total_env_steps`); agent / env / reward cannot change."""
+    plain = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+    swapped = [o for o in plain if o.split("=", 1)[0].lstrip("+") in ("agent", "env", "reward")]
+    if swapped:
+        raise ValueError(f"cannot change {swapped} when resuming {run_dir}; start a new run instead")
+    return OmegaConf.merge(OmegaConf.create(saved_yaml), OmegaConf.from_dotlist([o.lstrip("+") for o in plain]),
+                           {"resume": str(run_dir)})
+
+
+def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
+    """Run the training loop described by `cfg`, writing everything into `run_dir`; returns `run_dir`.
+    `overrides` (the CLI's key=value list) only matters with `resume=RUN_DIR`: see `resumed_config`."""
     checkpoint = None
     if cfg.resume is not None:
         run_dir = Path(cfg.resume)
         checkpoint = latest_checkpoint(run_dir)
-        cfg = OmegaConf.merge(OmegaConf.create(checkpoint["config"]), {"resume": str(run_dir)})
+        cfg = resumed_config(checkpoint["config"], run_dir, list(overrides))
     run_dir.mkdir(parents=True, exist_ok=True)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(config_yaml)
 
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
-    env = make_envs(cfg, cfg.env.num_envs)
-    eval_env = make_envs(cfg, cfg.eval_episodes)
+    loop = agent_loop(cfg.agent.name)
+    if loop != "online":  # cpl learns from a dataset, SB3 agents inside model.learn: their loops live beside this one
+        from scripts.train_offline import train_offline
+        from scripts.train_sb3 import train_sb3
+        return {"offline": train_offline, "sb3": train_sb3}[loop](cfg, run_dir, checkpoint, device, config_yaml)
+    reward_cfg = cfg.get("reward") or {"name": "none"}  # runs from before reward=NAME existed have none
+    render_mode = None if reward_cfg["name"] == "none" else "rgb_array"  # renders only if the reward module asks
+    env = make_envs(cfg, cfg.env.num_envs, render_mode)
+    eval_env = make_envs(cfg, cfg.eval_episodes, render_mode)
+    reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device)
+    feedback = feedback_from_config(reward_cfg, reward_module, env.num_envs, cfg.seed)
+    reward_path = run_dir / "reward_model.safetensors"
+    if reward_module is not None:
+        if feedback is not None and checkpoint is not None and reward_path.exists():
+            reward_module.load(reward_path)
+        env = VectorRewardWrapper(env, reward_module, observer=feedback)
+        eval_env = VectorRewardWrapper(eval_env, reward_module)
     video_env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
     agent = make_agent(cfg.agent.name, {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"},
                        env.single_observation_space, env.single_action_space, env.num_envs, cfg.env.max_episode_steps, device)
@@ -75,11 +102,14 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         agent.load_state_dict(checkpoint["agent"])
         env_steps, wall_offset = int(checkpoint["env_steps"]), float(checkpoint["wall_time_s"])
         torch.set_rng_state(checkpoint["torch_rng"])
-    log = RunLog(run_dir, resume_from_step=env_steps if checkpoint is not None else None)
+    log = RunLog(run_dir, resume_from_step=env_steps if checkpoint is not None else None,
+                 extra_columns=() if reward_module is None else ("eval_proxy_return",))
     start = time.perf_counter() - wall_offset
     next_eval = (env_steps // cfg.eval_every + 1) * cfg.eval_every if checkpoint is not None else 0
     next_checkpoint = env_steps + cfg.checkpoint_every
     last_success = float("nan")
+    proxy_return, gt_return = np.zeros(env.num_envs), np.zeros(env.num_envs)
+    finished_returns: list[tuple[float, float]] = []  # (proxy, ground truth) of episodes since the last log
 
     obs, _ = env.reset(seed=cfg.seed + env_steps)
     obs_t = obs_to_tensor(obs, device)
@@ -94,10 +124,13 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
                 record_episodes(agent, video_env, cfg.video_episodes, cfg.seed + 20_000, run_dir / "videos" / f"eval_{env_steps:09d}")
             last_success = row["eval_success_rate"]
             next_eval += cfg.eval_every
-        if env_steps >= next_checkpoint or env_steps >= cfg.total_env_steps:
+        stop = env_steps >= cfg.total_env_steps or bool(cfg.time_limit_s and time.perf_counter() - start >= cfg.time_limit_s)
+        if env_steps >= next_checkpoint or stop:
             write_checkpoint(run_dir, agent, env_steps, time.perf_counter() - start, config_yaml, cfg.keep_checkpoints)
+            if feedback is not None:
+                reward_module.save(reward_path)
             next_checkpoint += cfg.checkpoint_every
-        if env_steps >= cfg.total_env_steps or (cfg.time_limit_s and time.perf_counter() - start >= cfg.time_limit_s):
+        if stop:
             break
 
         action = agent.act(obs_t)
@@ -109,11 +142,28 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
         env_steps += env.num_envs
         bar.update(env.num_envs)
 
+        proxy_return += reward
+        gt_return += info.get("gt_reward", reward)
+        done = terminated | truncated
+        finished_returns += zip(proxy_return[done], gt_return[done])
+        proxy_return[done], gt_return[done] = 0.0, 0.0
+        if feedback is not None and feedback.due(env_steps):
+            log.train_scalars(feedback.update(env_steps), env_steps)
+            relabel = getattr(agent, "relabel_rewards", None)  # agents whose replay buffer stores rewards
+            if relabel is not None:
+                relabel(reward_module.relabel)
+
         if time.perf_counter() - tick_time >= cfg.log_every_s:
             now = time.perf_counter()
             sps = (env_steps - tick_steps) / (now - tick_time)
             tick_steps, tick_time = env_steps, now
             scalars = {k: float(v) for k, v in metrics.items()}  # one host sync per log interval, not per step
+            if finished_returns:
+                proxy, gt = np.mean(finished_returns, axis=0)
+                scalars["gt_return"] = gt
+                if reward_module is not None:
+                    scalars["proxy_return"] = proxy
+                finished_returns = []
             log.train_scalars({**scalars, "env_steps_per_s": sps}, env_steps)
             bar.set_postfix(sps=f"{sps:,.0f}", success=f"{last_success:.2f}")
     bar.close()
@@ -126,7 +176,7 @@ def train(cfg: DictConfig, run_dir: Path) -> Path:
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        run_dir = train(cfg, Path(HydraConfig.get().runtime.output_dir))
+        run_dir = train(cfg, Path(HydraConfig.get().runtime.output_dir), list(HydraConfig.get().overrides.task))
     print(f"run directory: {run_dir}")
 
 

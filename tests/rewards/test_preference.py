@@ -176,3 +176,21 @@ def test_save_load_round_trip(tmp_path):
     rebuilt = PreferenceRewardModel.from_file(path)
     assert rebuilt.config() == model.config()
     torch.testing.assert_close(rebuilt(batch), model(batch), rtol=0, atol=0)
+
+
+def test_obs_keys_pick_the_observation_entries_the_model_sees(tmp_path):
+    import gymnasium
+
+    space = gymnasium.spaces.Dict({k: gymnasium.spaces.Box(-1, 1, (n,)) for k, n in (("a", 2), ("b", 3), ("c", 1))})
+    model = PreferenceRewardModel.from_spaces(space, gymnasium.spaces.Box(-1, 1, (1,)), input="next_obs",
+                                              obs_keys=["c", "a"], ensemble_size=1, hidden_dim=8, num_layers=1)
+    assert model.obs_dim == 3 and model.obs_keys == ["a", "c"]
+    gen = torch.Generator().manual_seed(0)
+    batch = {"next_obs": {k: torch.randn(4, n, generator=gen) for k, n in (("a", 2), ("b", 3), ("c", 1))}}
+    other_b = {"next_obs": {**batch["next_obs"], "b": torch.zeros(4, 3)}}
+    torch.testing.assert_close(model(batch), model(other_b))  # "b" is not read
+    path = tmp_path / "rm.safetensors"
+    model.save(path)
+    assert PreferenceRewardModel.from_file(path).obs_keys == ["a", "c"]
+    with pytest.raises(ValueError, match="obs_keys"):
+        PreferenceRewardModel.from_spaces(space, gymnasium.spaces.Box(-1, 1, (1,)), obs_keys=["d"])

@@ -96,3 +96,75 @@ def test_frames_need_rgb_array_rendering_and_next_step_autoreset_is_refused():
     next_step = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make("crlab/Reach-v0")] * 2)
     with pytest.raises(ValueError, match="autoreset"):
         VectorRewardWrapper(next_step, NegativeDistance())
+
+
+def test_ended_copies_get_their_final_frame_and_text():
+    # episodes of 2 steps: at step 2 every copy ends; the batch must show the ended state, not the next start
+    vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=2, render_mode="rgb_array", width=32,
+                             height=24)
+    recorder = Recorder()
+    env = VectorRewardWrapper(vec, recorder)
+    assert vec.unwrapped.final_views == {"frames", "text"}  # asked for by the wrapper
+    twin = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=3, render_mode="rgb_array", width=32,
+                              height=24)  # same copies, one step longer: shows the state before the reset
+    env.reset(seed=5)
+    twin.reset(seed=5)
+    for _ in range(2):
+        action = env.action_space.sample()
+        _, _, _, truncated, info = env.step(action)
+        twin.step(action)
+    assert truncated.all() and info["_final_obs"].all()
+    ended, restart = recorder.batches[-1], vec.describe()
+    assert ended["text"] == twin.describe() != restart
+    np.testing.assert_array_equal(ended["frames"].numpy(), np.stack(twin.render()))
+    env.step(env.action_space.sample())  # the next transition starts from the new episode's first state
+    assert recorder.batches[-1]["prev_text"] == restart
+
+
+def test_final_views_are_off_unless_asked_and_checked():
+    vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=1)
+    vec.reset(seed=0)
+    _, _, _, _, info = vec.step(vec.action_space.sample())
+    assert "_final_obs" in info and "final_frames" not in info and "final_text" not in info
+    vec.unwrapped.request_final_views("text")
+    _, _, _, _, info = vec.step(vec.action_space.sample())
+    assert info["final_text"].shape == (2,) and info["final_text"][0].startswith("The ")
+    with pytest.raises(ValueError, match="rgb_array"):
+        vec.unwrapped.request_final_views("frames")
+    with pytest.raises(ValueError, match="unknown final views"):
+        vec.unwrapped.request_final_views("sound")
+
+
+def test_true_next_obs_takes_final_obs_where_episodes_ended():
+    from envs.batched import true_next_obs
+
+    obs = {"x": np.zeros((3, 2))}
+    info = {"final_obs": {"x": np.ones((3, 2))}, "_final_obs": np.array([False, True, False])}
+    np.testing.assert_array_equal(true_next_obs(obs, info)["x"], [[0, 0], [1, 1], [0, 0]])
+    np.testing.assert_array_equal(true_next_obs(np.zeros(3), {"final_obs": np.ones(3), "_final_obs": info["_final_obs"]}), [0, 1, 0])
+    assert true_next_obs(obs, {}) is obs
+
+
+class Watcher:
+    """An observer that keeps what the wrapper shows it."""
+
+    needs = frozenset({"text"})
+
+    def __init__(self):
+        self.seen = []
+
+    def record(self, batch, gt_reward, done):
+        self.seen.append((batch, gt_reward, done))
+
+
+def test_observer_sees_batches_with_its_needs_and_the_gt_reward():
+    vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=2)
+    watcher = Watcher()
+    env = VectorRewardWrapper(vec, NegativeDistance(), observer=watcher)
+    env.reset(seed=0)
+    for _ in range(2):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+    batch, gt_reward, done = watcher.seen[-1]
+    assert len(batch["text"]) == 2 and batch["obs"]["observation"].shape == (2, 8)
+    np.testing.assert_array_equal(gt_reward, info["gt_reward"])
+    np.testing.assert_array_equal(done, terminated | truncated)

@@ -57,11 +57,11 @@ def test_same_seed_same_metrics_on_cpu(tmp_path):
 
 def test_crl_learns_reach(tmp_path):
     """A short run must beat the untrained policy clearly (full-budget numbers live in scripts/bench_reach.py)."""
-    cfg = config("total_env_steps=16000", "eval_every=16000", "eval_episodes=50", "video_episodes=0",
+    cfg = config("total_env_steps=24000", "eval_every=24000", "eval_episodes=50", "video_episodes=0",
                  "agent.warmup_steps=2000", "seed=0")
     table = rows(train(cfg, tmp_path / "run"))
     start, end = float(table[0]["eval_success_rate"]), float(table[-1]["eval_success_rate"])
-    assert end >= start + 0.2, (start, end)
+    assert end >= start + 0.3, (start, end)  # measured: 0.06 -> 0.68 (seed 0), 0.00 -> 0.66 (seed 1)
 
 
 def test_kill_9_then_resume_loses_at_most_one_checkpoint_interval(tmp_path):
@@ -83,6 +83,12 @@ def test_kill_9_then_resume_loses_at_most_one_checkpoint_interval(tmp_path):
     steps = [int(r["env_steps"]) for r in rows(run_dir)]
     assert steps == [0, 1600, 3200, 4800, 6400]  # each evaluation exactly once, in order
     assert torch.load(latest, weights_only=True)["env_steps"] == 6400
+    # a finished run can be extended: plain key overrides apply on resume, swapping the agent is refused
+    more = cli("scripts.train", f"resume={run_dir}", "total_env_steps=8000", "progress=false")
+    assert more.returncode == 0, more.stderr
+    assert [int(r["env_steps"]) for r in rows(run_dir)][-1] == 8000
+    swap = cli("scripts.train", f"resume={run_dir}", "agent=ppo")
+    assert swap.returncode == 2 and "cannot change" in swap.stderr
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,399 @@
+"""Proximal Policy Optimization (Schulman et al. 2017), with the semantics of CleanRL's ppo_continuous_action.
+
+On-policy: the agent fills a rollout of `num_steps` vector steps, computes GAE(lambda) advantages (Schulman et al.
+2016), then runs `update_epochs` passes of minibatch steps on the clipped surrogate objective, a (clipped) value
+loss and an entropy bonus, with per-minibatch advantage normalisation and grad-norm clipping.
+
+Observations pass through a non-learned front end (pick and flatten the vector parts, running mean/var
+normalisation, clip) before the networks. The rollout stores the front end's output, so the first minibatch of
+an update sees the same inputs, hence the same log-probabilities, as the policy had when it acted (ratio 1).
+
+Bootstrapping: a terminated step has no future; a truncated (time-limit) step bootstraps from V of the true final
+observation, which the training loop passes as `next_obs`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from torch import nn
+
+from agents.base import TensorObs
+from agents.networks import mlp
+
+
+@dataclass
+class PPOConfig:
+    """Hyper-parameters of PPO; every field is a key of `scripts/conf/agent/ppo.yaml`.
+
+    Defaults are tuned for crlab/Reach-v0 (dense reward, 32 copies, 50-step episodes); CleanRL's MuJoCo defaults
+    differ in gamma=0.99, lr=3e-4 and num_minibatches=32 (with one env copy).
+    """
+
+    num_steps: int = 64  # vector steps per rollout; the batch is num_steps * num_envs transitions
+    lr: float = 1e-3
+    anneal_lr: bool = True  # decay the learning rate linearly to 0 over total_env_steps
+    total_env_steps: int = 1_000_000  # horizon of the LR annealing (the yaml ties it to the run's budget)
+    gamma: float = 0.95
+    gae_lambda: float = 0.95
+    num_minibatches: int = 8
+    update_epochs: int = 10
+    clip_coef: float = 0.2
+    clip_vloss: bool = True
+    ent_coef: float = 0.0
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    norm_adv: bool = True
+    norm_obs: bool = True
+    obs_clip: float = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
+    init_log_std: float = 0.0  # Box actions: initial log standard deviation of the Gaussian policy
+    hidden: list[int] = field(default_factory=lambda: [64, 64])
+
+    def __post_init__(self) -> None:
+        for name in ("num_steps", "num_minibatches", "update_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be at least 1")
+
+
+# --- losses -------------------------------------------------------------------------------------------------
+def generalized_advantage_estimate(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    next_values: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE(lambda) over a rollout; every input is (T, N), next_values[t] = V(true next observation of step t).
+
+    delta_t = r_t + gamma (1 - terminated_t) V(s'_t) - V(s_t);  A_t = delta_t + gamma lambda (1 - done_t) A_{t+1}
+    with done = terminated | truncated, since row t+1 then starts a new episode. Returns advantages and
+    returns A + V, both (T, N).
+    """
+    deltas = rewards + gamma * (~terminated).float() * next_values - values
+    carry = (~(terminated | truncated)).float() * gamma * gae_lambda
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    for t in reversed(range(rewards.shape[0])):
+        last = deltas[t] + carry[t] * last
+        advantages[t] = last
+    return advantages, advantages + values
+
+
+def clipped_surrogate_loss(log_ratio: torch.Tensor, advantages: torch.Tensor, clip_coef: float) -> torch.Tensor:
+    """PPO-clip policy loss -E[min(r A, clip(r, 1-eps, 1+eps) A)], r = exp(log_ratio); inputs (B,), output ()."""
+    ratio = log_ratio.exp()
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_coef, 1.0 + clip_coef)
+    return torch.max(unclipped, clipped).mean()
+
+
+def value_loss(
+    new_values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, clip_coef: float | None
+) -> torch.Tensor:
+    """0.5 E[(V - R)^2]; with `clip_coef`, the pessimistic max against V_old + clip(V - V_old, +-eps). (B,) -> ()."""
+    unclipped = (new_values - returns).pow(2)
+    if clip_coef is None:
+        return 0.5 * unclipped.mean()
+    clipped = (old_values + (new_values - old_values).clamp(-clip_coef, clip_coef) - returns).pow(2)
+    return 0.5 * torch.max(unclipped, clipped).mean()
+
+
+# --- observation front end ----------------------------------------------------------------------------------
+def policy_input_keys(space: spaces.Dict) -> list[str]:
+    """Dict entries the policy sees: GoalEnv `observation` + `desired_goal` when present, else every Box, sorted."""
+    if "observation" in space.spaces and "desired_goal" in space.spaces:
+        return ["observation", "desired_goal"]
+    keys = sorted(space.spaces)
+    bad = [k for k in keys if not isinstance(space[k], spaces.Box)]
+    if bad:
+        raise ValueError(f"ppo reads Box observations only; entries {bad} of {space} are not Box")
+    return keys
+
+
+class RunningMeanStd(nn.Module):
+    """Running mean and variance of (B, D) batches (parallel update of Chan et al.); buffers, so they are saved."""
+
+    def __init__(self, dim: int, epsilon: float = 1e-4) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(epsilon))
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold a batch x (B, D) into the statistics."""
+        n = x.shape[0]
+        batch_mean, batch_var = x.mean(0), x.var(0, unbiased=False)
+        delta, total = batch_mean - self.mean, self.count + n
+        m2 = self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
+        self.mean += delta * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+
+class VectorObservation(nn.Module):
+    """Non-learned front end for Box or Dict-of-Box observations: TensorObs (N, ...) -> (N, D) float vector,
+    normalised by running statistics (CleanRL's NormalizeObservation + clip). A pixel or text front end would be
+    a sibling class with the same `dim` / `forward` / `update_stats` faces."""
+
+    def __init__(self, space: spaces.Space, normalize: bool, clip: float) -> None:
+        super().__init__()
+        if isinstance(space, spaces.Box):
+            self.keys: list[str] | None = None
+            self.dim = int(np.prod(space.shape))
+        elif isinstance(space, spaces.Dict):
+            self.keys = policy_input_keys(space)
+            self.dim = sum(int(np.prod(space[k].shape)) for k in self.keys)
+        else:
+            raise ValueError(f"ppo needs Box or Dict observations, got {space}")
+        self.normalize, self.clip = normalize, clip
+        self.stats = RunningMeanStd(self.dim)
+
+    def flatten(self, obs: TensorObs) -> torch.Tensor:
+        """TensorObs with leaves (N, ...) -> (N, D)."""
+        if self.keys is None:
+            return obs.flatten(1)
+        return torch.cat([obs[k].flatten(1) for k in self.keys], dim=1)
+
+    def forward(self, obs: TensorObs) -> torch.Tensor:
+        x = self.flatten(obs)
+        if not self.normalize:
+            return x
+        return ((x - self.stats.mean) / (self.stats.var + 1e-8).sqrt()).clamp(-self.clip, self.clip)
+
+    def update_stats(self, obs: TensorObs) -> None:
+        if self.normalize:
+            self.stats.update(self.flatten(obs))
+
+
+# --- networks -----------------------------------------------------------------------------------------------
+def orthogonal_init(net: nn.Sequential, out_gain: float) -> nn.Sequential:
+    """CleanRL's layer_init: orthogonal weights (gain sqrt 2, `out_gain` on the last layer), zero biases."""
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    for layer in linears:
+        nn.init.orthogonal_(layer.weight, out_gain if layer is linears[-1] else math.sqrt(2))
+        nn.init.zeros_(layer.bias)
+    return net
+
+
+class Tanh(nn.Module):
+    """tanh(x) computed as 2 sigmoid(2x) - 1: the same function (to float rounding), but torch's CPU tanh kernel
+    is several times slower than sigmoid and was the largest single cost of an update."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(2 * x) * 2 - 1
+
+
+class ActorCritic(nn.Module):
+    """Separate tanh MLPs for the actor and the critic over the features of a shared `encoder`.
+
+    The encoder is the identity for vector inputs; a pixel CNN would replace it (and a text-option scorer the
+    actor head). Box actions: diagonal Gaussian with a state-independent log-std; Discrete: categorical.
+    The log-probability, entropy and sampling are written in closed form: on CPU, building `torch.distributions`
+    objects (with their argument checks) per minibatch cost more than the small networks themselves.
+    """
+
+    def __init__(self, in_dim: int, action_space: spaces.Space, hidden: list[int], init_log_std: float) -> None:
+        super().__init__()
+        self.encoder: nn.Module = nn.Identity()
+        feature_dim = in_dim
+        self.continuous = isinstance(action_space, spaces.Box)
+        out_dim = action_space.shape[0] if self.continuous else int(action_space.n)
+        self.critic = orthogonal_init(mlp(feature_dim, hidden, 1, activation=Tanh), 1.0)
+        self.actor = orthogonal_init(mlp(feature_dim, hidden, out_dim, activation=Tanh), 0.01)
+        if self.continuous:
+            self.actor_log_std = nn.Parameter(torch.full((out_dim,), float(init_log_std)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, D) -> actor output (B, A) (Gaussian means or categorical logits) and V(x) (B,)."""
+        features = self.encoder(x)
+        return self.actor(features), self.critic(features).squeeze(-1)
+
+    def value(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, D) -> V(x) (B,)."""
+        return self.critic(self.encoder(x)).squeeze(-1)
+
+    def log_prob_entropy(self, out: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Actor output (B, A) and actions (B, A) float or (B,) long -> log pi(a|x) (B,) and the mean entropy ()."""
+        if self.continuous:
+            log_std = self.actor_log_std
+            # N(mean, exp(log_std)^2) summed over action dims; the entropy does not depend on x.
+            log_norm = log_std.sum() + 0.5 * out.shape[-1] * math.log(2 * math.pi)
+            log_prob = -0.5 * ((action - out) * (-log_std).exp()).pow(2).sum(-1) - log_norm
+            return log_prob, log_norm + 0.5 * out.shape[-1]
+        log_p = out.log_softmax(-1)
+        entropy = -(log_p.exp() * log_p).sum(-1).mean()
+        return log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
+
+    def sample(self, out: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actor output (B, A) -> actions (B, A) float or (B,) long; the mean / argmax when deterministic."""
+        if self.continuous:
+            return out if deterministic else out + self.actor_log_std.exp() * torch.randn_like(out)
+        if deterministic:
+            return out.argmax(-1)
+        return torch.multinomial(out.softmax(-1), 1).squeeze(-1)
+
+
+# --- agent --------------------------------------------------------------------------------------------------
+class PPOAgent:
+    """PPO for Box or Dict observations and 1-D Box or Discrete actions.
+
+    Box actions are raw Gaussian samples, as in CleanRL: the env (or a ClipAction wrapper) clips them to bounds.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        cfg: PPOConfig,
+        num_envs: int,
+        max_episode_steps: int,
+        device: torch.device,
+    ) -> None:
+        if isinstance(action_space, spaces.Box) and len(action_space.shape) != 1:
+            raise ValueError(f"ppo needs 1-D Box actions, got shape {action_space.shape}")
+        if isinstance(action_space, spaces.Discrete) and int(action_space.start) != 0:
+            raise ValueError(f"ppo needs Discrete actions starting at 0, got {action_space}")
+        if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
+            raise ValueError(f"ppo needs Box or Discrete actions, got {action_space}")
+        self.cfg, self.device, self.num_envs = cfg, device, num_envs
+        self.obs_input = VectorObservation(observation_space, cfg.norm_obs, cfg.obs_clip).to(device)
+        self.policy = ActorCritic(self.obs_input.dim, action_space, cfg.hidden, cfg.init_log_std).to(device)
+        self.params = list(self.policy.parameters())
+        # One fused kernel for the whole step: the default per-tensor loop costs more than the tiny networks.
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, fused=True)
+
+        self.batch_size = cfg.num_steps * num_envs
+        if self.batch_size < cfg.num_minibatches:
+            raise ValueError(f"num_steps * num_envs = {self.batch_size} < num_minibatches = {cfg.num_minibatches}")
+        self.minibatch_size = self.batch_size // cfg.num_minibatches
+        self.num_iterations = max(1, cfg.total_env_steps // self.batch_size)  # for LR annealing
+
+        # Rollout storage, (T, N, ...) on the training device; `observe` writes row `self.step`.
+        shape = (cfg.num_steps, num_envs)
+        self.obs = torch.zeros(*shape, self.obs_input.dim, device=device)
+        if self.policy.continuous:
+            self.actions = torch.zeros(*shape, action_space.shape[0], device=device)
+        else:
+            self.actions = torch.zeros(shape, dtype=torch.long, device=device)
+        self.log_probs = torch.zeros(shape, device=device)
+        self.rewards = torch.zeros(shape, device=device)
+        self.values = torch.zeros(shape, device=device)
+        self.next_values = torch.zeros(shape, device=device)  # V(true next obs): the bootstrap after truncation
+        self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.truncated = torch.zeros(shape, dtype=torch.bool, device=device)
+        self.step = 0  # next rollout row to write
+        self.iteration = 0  # PPO updates done so far
+
+    # --- acting ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
+        """obs with leaves (N, ...) -> actions (N, A) float or (N,) long; the mean / argmax when deterministic."""
+        return self.policy.sample(self.policy.actor(self.policy.encoder(self.obs_input(obs))), deterministic)
+
+    @torch.no_grad()
+    def observe(self, obs: TensorObs, action: torch.Tensor, reward: torch.Tensor, next_obs: TensorObs,
+                terminated: np.ndarray, truncated: np.ndarray) -> None:
+        """Write rollout row t. The statistics are updated only after, so x matches what `act` just saw."""
+        if self.step >= self.cfg.num_steps:
+            raise RuntimeError("rollout is full: call update() after every observe()")
+        t = self.step
+        x, next_x = self.obs_input(obs), self.obs_input(next_obs)
+        self.obs[t] = x
+        self.actions[t] = action
+        out, values = self.policy(torch.cat([x, next_x]))  # one pass; the actor's output on next_x is unused
+        self.log_probs[t] = self.policy.log_prob_entropy(out[:len(x)], action)[0]
+        self.rewards[t] = reward
+        self.values[t], self.next_values[t] = values.chunk(2)
+        self.terminated[t] = torch.as_tensor(terminated, device=self.device)
+        self.truncated[t] = torch.as_tensor(truncated, device=self.device)
+        self.obs_input.update_stats(obs)
+        self.step += 1
+
+    # --- learning ----------------------------------------------------------------------------------------
+    def update(self) -> dict[str, torch.Tensor]:
+        """Once the rollout is full: GAE, then `update_epochs` x `num_minibatches` gradient steps; else {}."""
+        if self.step < self.cfg.num_steps:
+            return {}
+        self.step = 0
+        cfg = self.cfg
+        lr = cfg.lr * max(0.0, 1.0 - self.iteration / self.num_iterations) if cfg.anneal_lr else cfg.lr
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.iteration += 1
+
+        with torch.no_grad():
+            advantages, returns = generalized_advantage_estimate(
+                self.rewards, self.values, self.next_values, self.terminated, self.truncated, cfg.gamma, cfg.gae_lambda)
+        b_obs = self.obs.flatten(0, 1)  # (B, D), B = T * N
+        b_actions = self.actions.flatten(0, 1)
+        b_log_probs, b_values = self.log_probs.flatten(), self.values.flatten()
+        b_advantages, b_returns = advantages.flatten(), returns.flatten()
+
+        # Each epoch gathers its shuffled minibatches in one go, (M, mb, ...); a remainder of B % mb is dropped.
+        num_mb, mb_size = cfg.num_minibatches, self.minibatch_size
+        log_ratios, pg_losses, v_losses, entropies = [], [], [], []
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(self.batch_size, device=self.device)[:num_mb * mb_size].view(num_mb, mb_size)
+            e_obs, e_actions, e_log_probs = b_obs[order], b_actions[order], b_log_probs[order]
+            e_values, e_returns, e_advantages = b_values[order], b_returns[order], b_advantages[order]
+            if cfg.norm_adv:  # per minibatch, as CleanRL
+                e_advantages = (e_advantages - e_advantages.mean(1, keepdim=True)) / (
+                    e_advantages.std(1, keepdim=True) + 1e-8)
+            for i in range(num_mb):
+                out, new_values = self.policy(e_obs[i])
+                log_prob, entropy = self.policy.log_prob_entropy(out, e_actions[i])
+                log_ratio = log_prob - e_log_probs[i]
+                pg_loss = clipped_surrogate_loss(log_ratio, e_advantages[i], cfg.clip_coef)
+                v_loss = value_loss(new_values, e_values[i], e_returns[i], cfg.clip_coef if cfg.clip_vloss else None)
+                loss = pg_loss - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.params, cfg.max_grad_norm, foreach=True)
+                self.optimizer.step()
+                log_ratios.append(log_ratio.detach())
+                pg_losses.append(pg_loss.detach())
+                v_losses.append(v_loss.detach())
+                entropies.append(entropy.detach())
+
+        with torch.no_grad():  # Schulman's low-variance KL estimator and the share of clipped ratios
+            log_ratio = torch.stack(log_ratios)  # (epochs * M, mb)
+            ratio = log_ratio.exp()
+            metrics = {
+                "policy_loss": torch.stack(pg_losses).mean(),
+                "value_loss": torch.stack(v_losses).mean(),
+                "entropy": torch.stack(entropies).mean(),
+                "approx_kl": ((ratio - 1) - log_ratio).mean(),
+                "clip_frac": ((ratio - 1).abs() > cfg.clip_coef).float().mean(),
+            }
+        metrics["explained_variance"] = 1 - (b_returns - b_values).var() / (b_returns.var() + 1e-8)
+        metrics["learning_rate"] = torch.tensor(lr, device=self.device)
+        metrics["rollout_reward"] = self.rewards.mean()
+        if self.policy.continuous:
+            metrics["action_std"] = self.policy.actor_log_std.detach().exp().mean()
+        return metrics
+
+    # --- checkpoints -------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Networks, optimizer, observation statistics and the update count; a partial rollout is not saved."""
+        return {
+            "policy": self.policy.state_dict(),
+            "obs_input": self.obs_input.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "iteration": self.iteration,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.policy.load_state_dict(state["policy"])
+        self.obs_input.load_state_dict(state["obs_input"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.iteration = int(state["iteration"])
+        self.step = 0  # the env is reset on resume, so collection starts a fresh rollout

@@ -1,0 +1,99 @@
+"""What `reward=NAME` builds: a reward module (and its online learner) from a `scripts/conf/reward/NAME.yaml` config.
+
+    none            the env's own reward: no module
+    preference      Bradley–Terry reward model: loaded from `path`, and/or learned online from a scripted
+                    teacher on the env's ground-truth return (`online.query_every` > 0)
+    vlm_preference  the same model, learned online from a frame labeler (RL-VLM-F; `labeler`: built-in CLIP)
+    clip            zero-shot CLIP reward; `checkpoint` = a `scripts.finetune_clip` output directory
+    language        MiniLM instruction similarity as potential-based shaping
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import gymnasium
+import torch
+
+from rewards import REWARDS
+from rewards.base import RewardModule
+from rewards.clip import CLIPReward
+from rewards.online_preference import OnlinePreferenceLearning
+from rewards.preference import PreferenceRewardModel, SyntheticLabeler
+from rewards.vlm_preference import CLIPFrameLabeler, VLMPreferenceTeacher
+
+NAMES = ("none", *sorted(REWARDS))
+PREFERENCE_NAMES = ("preference", "vlm_preference")
+
+
+def _checked(fn: Callable[..., Any], options: dict[str, Any], what: str) -> dict[str, Any]:
+    """`options` if `fn` accepts every key, else a ValueError naming the unknown keys and the valid ones."""
+    valid = set(inspect.signature(fn).parameters) - {"self", "device"}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ValueError(f"{what} has no option(s) {unknown}; valid options: {sorted(valid)}")
+    return options
+
+
+def _clip_options(options: dict[str, Any]) -> dict[str, Any]:
+    """`checkpoint=DIR` (a finetune_clip output) -> open_clip's `model_name="local-dir:DIR"`, no pretrained tag."""
+    options = dict(options)
+    checkpoint = options.pop("checkpoint", None)
+    if checkpoint is not None:
+        if not (Path(checkpoint) / "open_clip_config.json").is_file():
+            raise FileNotFoundError(f"CLIP checkpoint {checkpoint} is not a finetune_clip output directory "
+                                    "(no open_clip_config.json)")
+        options["model_name"], options["pretrained"] = f"local-dir:{checkpoint}", None
+    return options
+
+
+def reward_from_config(
+    cfg: Mapping[str, Any],
+    observation_space: gymnasium.Space | None,
+    action_space: gymnasium.Space | None,
+    device: str | torch.device = "cpu",
+) -> RewardModule | None:
+    """The reward module of a reward config (None for `none`); spaces size a fresh preference model."""
+    options = {k: v for k, v in dict(cfg).items() if k not in ("name", "path", "online", "labeler")}
+    name, path = cfg["name"], cfg.get("path")
+    if name not in NAMES:
+        raise ValueError(f"unknown reward {name!r}; known rewards: {list(NAMES)}")
+    if name == "none":
+        return None
+    if name in PREFERENCE_NAMES:
+        if path is not None:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"reward model {path} does not exist")
+            return PreferenceRewardModel.from_file(path, device)
+        if observation_space is None or action_space is None:
+            raise ValueError(f"reward {name!r} needs a trained model here: set its path=FILE")
+        _checked(PreferenceRewardModel.__init__, {"obs_dim": 0, "action_dim": 0, **options}, f"reward {name!r}")
+        return PreferenceRewardModel.from_spaces(observation_space, action_space, **options, device=device)
+    if name == "clip":
+        options = _clip_options(options)
+    return REWARDS[name](**_checked(REWARDS[name], options, f"reward {name!r}"), device=device)
+
+
+def feedback_from_config(
+    cfg: Mapping[str, Any], module: RewardModule | None, num_envs: int, seed: int = 0
+) -> OnlinePreferenceLearning | None:
+    """The online learner of a preference config whose `online.query_every` > 0 (else None)."""
+    name = cfg["name"]
+    online = dict(cfg.get("online") or {})
+    if name not in PREFERENCE_NAMES or not online.get("query_every"):
+        if name in PREFERENCE_NAMES and cfg.get("path") is None:
+            raise ValueError(f"reward={name} needs reward.path=FILE or online learning (reward.online.query_every > 0)")
+        return None
+    assert isinstance(module, PreferenceRewardModel)
+    teacher_options = dict(online.pop("teacher", None) or {})
+    if name == "preference":
+        teacher = SyntheticLabeler(**_checked(SyntheticLabeler, teacher_options, "reward.online.teacher"), seed=seed)
+    else:
+        labeler = dict(cfg["labeler"])
+        task_text, tie_margin = labeler.pop("task_text"), labeler.pop("tie_margin", 0.0)
+        clip = CLIPReward(task_text, **_checked(CLIPReward, _clip_options(labeler), "reward.labeler"), device=module.device)
+        teacher = VLMPreferenceTeacher(CLIPFrameLabeler(clip, tie_margin), task_text)
+    _checked(OnlinePreferenceLearning, online, "reward.online")
+    return OnlinePreferenceLearning(module, teacher, num_envs=num_envs, seed=seed, **online)

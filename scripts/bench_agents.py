@@ -1,0 +1,313 @@
+"""The agent benchmarks of the README on a CPU, each part selectable; prints a table and writes JSON.
+
+    python -m scripts.bench_agents --parts ppo_vs_sb3 ppo_text cpl_text [--out FILE]
+
+Parts (budgets are defaults; each flag is listed by --help):
+    ppo_reach    our PPO on reach (dense reward, 32 copies) through scripts.train: final success (target >= 0.8)
+    ppo_vs_sb3   env-steps/s of our PPO and SB3 PPO in one process: same vector env (32 copies), rollout length
+                 64, tanh [64, 64] actor and critic, 8 minibatches, 10 epochs, observation normalisation
+    curl_pixels  CURL on reach from 48x48 pixels (dense reward) for --curl-seconds: success vs a random policy
+    cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps: a partly
+                 trained PPO's rollouts at noise 0 / 0.3 / 1, gold labels by the dense reward's gain over a segment
+    ppo_text     our PPO on each text bandit (numeric views) vs the oracle's and a random policy's return
+    cpl_text     CPL on gold preferences between random one-step segments of FlightPreference vs random
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium.vector.utils import batch_space
+from hydra import compose, initialize_config_dir
+
+import envs  # noqa: F401  (registers crlab/ envs)
+from agents import make_agent
+from agents.base import obs_to_tensor
+from agents.preference_dataset import load_preference_dataset
+from agents.sb3 import SB3PPOAgent, SB3PPOConfig
+from envs.batched import true_next_obs
+from scripts.evaluate import evaluate
+from scripts.train import make_envs, train
+
+CONF = Path(__file__).resolve().parent / "conf"
+CPU = torch.device("cpu")
+TEXT_ENVS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0")
+PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text")
+
+
+def train_config(*overrides: str) -> Any:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=["progress=false", "device=cpu", "video_episodes=0", *overrides])
+
+
+def last_row(run_dir: Path) -> dict[str, float]:
+    import csv
+
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return {k: float(v) for k, v in list(csv.DictReader(f))[-1].items()}
+
+
+class NumericView(gymnasium.vector.VectorWrapper):
+    """Keep the numeric (Box) entries of a text game's dict observation, the views our state policies read
+    (Gymnasium's FilterObservation refuses same-step autoreset envs)."""
+
+    def __init__(self, env: gymnasium.vector.VectorEnv) -> None:
+        super().__init__(env)
+        space = env.single_observation_space
+        self.keys = [k for k, s in space.items() if isinstance(s, gymnasium.spaces.Box)]
+        self.single_observation_space = gymnasium.spaces.Dict({k: space[k] for k in self.keys})
+        self.observation_space = batch_space(self.single_observation_space, env.num_envs)
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict]:
+        obs, info = self.env.reset(**kwargs)
+        return {k: obs[k] for k in self.keys}, info
+
+    def step(self, actions: np.ndarray) -> tuple[Any, ...]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        if "final_obs" in info:
+            info = {**info, "final_obs": {k: info["final_obs"][k] for k in self.keys}}
+        return {k: obs[k] for k in self.keys}, reward, terminated, truncated, info
+
+
+def numeric_view(env: gymnasium.vector.VectorEnv) -> gymnasium.vector.VectorEnv:
+    """A text game with only its numeric observation entries."""
+    return NumericView(env)
+
+
+class RandomAgent:
+    device = CPU
+
+    def __init__(self, space: gymnasium.Space) -> None:
+        self.space = space
+
+    def act(self, obs: Any, deterministic: bool = False) -> torch.Tensor:
+        n = len(next(iter(obs.values())) if isinstance(obs, dict) else obs)
+        return torch.as_tensor(np.stack([self.space.sample() for _ in range(n)]))
+
+
+def run_online(agent: Any, env: gymnasium.vector.VectorEnv, env_steps: int, seed: int) -> float:
+    """act -> step -> observe -> update for `env_steps` env steps (scripts.train's loop without logging); returns
+    env-steps/s."""
+    obs, _ = env.reset(seed=seed)
+    obs_t = obs_to_tensor(obs, agent.device)
+    start, steps = time.perf_counter(), 0
+    while steps < env_steps:
+        action = agent.act(obs_t)
+        next_obs, reward, terminated, truncated, info = env.step(action.cpu().numpy())
+        agent.observe(obs_t, action, torch.as_tensor(reward, dtype=torch.float32), obs_to_tensor(true_next_obs(next_obs, info), agent.device),
+                      terminated, truncated)
+        obs_t = obs_to_tensor(next_obs, agent.device)
+        agent.update()
+        steps += env.num_envs
+    return steps / (time.perf_counter() - start)
+
+
+def mean_return(env: gymnasium.vector.VectorEnv, policy: Callable[[Any], np.ndarray], episodes: int, seed: int) -> float:
+    """Mean undiscounted return of `episodes` episodes (all copies run until each finished one episode, repeated)."""
+    returns: list[float] = []
+    rounds = 0
+    while len(returns) < episodes:
+        obs, _ = env.reset(seed=seed + 1000 * rounds)
+        total, running = np.zeros(env.num_envs), np.ones(env.num_envs, dtype=bool)
+        while running.any():
+            obs, reward, terminated, truncated, _ = env.step(policy(obs))
+            total += reward * running
+            running &= ~(terminated | truncated)
+        returns += total.tolist()
+        rounds += 1
+    return float(np.mean(returns[:episodes]))
+
+
+# --- parts --------------------------------------------------------------------------------------------------
+def ppo_reach(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    cfg = train_config("agent=ppo", "env=reach", "env.kwargs.reward_type=dense", "env.num_envs=32",
+                       f"total_env_steps={args.ppo_steps}", f"eval_every={args.ppo_steps // 4}",
+                       f"checkpoint_every={args.ppo_steps}", f"seed={args.seed}")
+    start = time.perf_counter()
+    row = last_row(train(cfg, out_dir / "ppo_reach"))
+    return {"success": row["eval_success_rate"], "env_steps": int(row["env_steps"]),
+            "wall_s": time.perf_counter() - start, "checkpoint": str(out_dir / "ppo_reach" / "checkpoints" / "latest.pt")}
+
+
+def ppo_vs_sb3(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    num_envs, steps = 32, args.throughput_steps
+
+    def env() -> gymnasium.vector.VectorEnv:
+        return gymnasium.make_vec("crlab/Reach-v0", num_envs=num_envs, max_episode_steps=50, reward_type="dense")
+
+    ours_env = env()
+    torch.manual_seed(args.seed)
+    ours = make_agent("ppo", {"num_steps": 64, "num_minibatches": 8, "update_epochs": 10, "hidden": [64, 64]},
+                      ours_env.single_observation_space, ours_env.single_action_space, num_envs, 50, CPU)
+    ours_sps = run_online(ours, ours_env, steps, args.seed)
+    sb3_env = env()
+    sb3 = SB3PPOAgent(sb3_env.single_observation_space, sb3_env.single_action_space,
+                      SB3PPOConfig(num_steps=64, num_minibatches=8, update_epochs=10, hidden=[64, 64]), num_envs, 50, CPU)
+    venv = sb3.bind(sb3_env)
+    venv.seed(args.seed)
+    start = time.perf_counter()
+    sb3.model.learn(total_timesteps=steps)
+    sb3_sps = sb3.env_steps / (time.perf_counter() - start)
+    return {"ours_env_steps_per_s": ours_sps, "sb3_env_steps_per_s": sb3_sps, "speedup": ours_sps / sb3_sps,
+            "env_steps": steps, "num_envs": num_envs}
+
+
+def curl_pixels(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    env_overrides = ["env=reach_pixels", "env.num_envs=4", "env.kwargs.reward_type=dense", "env.kwargs.image_size=48",
+                     "env.kwargs.goal_image=false", "eval_episodes=50", f"seed={args.seed}"]
+    cfg = train_config("agent=curl", *env_overrides, "total_env_steps=10_000_000", f"time_limit_s={args.curl_seconds}",
+                       f"eval_every={args.curl_eval_every}", "checkpoint_every=1_000_000", "agent.batch_size=64",
+                       "agent.hidden=[256,256]", "agent.updates_per_step=0.5", "agent.buffer_size=100_000")
+    row = last_row(train(cfg, out_dir / "curl_pixels"))
+    eval_env = make_envs(cfg, 50)
+    random_row = evaluate(RandomAgent(eval_env.single_action_space), eval_env, seed=args.seed + 10_000)
+    eval_env.close()
+    return {"success": row["eval_success_rate"], "return": row["eval_return"], "env_steps": int(row["env_steps"]),
+            "wall_s": row["wall_time_s"], "random_success": random_row["eval_success_rate"],
+            "random_return": random_row["eval_return"], "image_size": 48, "crop": 40}
+
+
+def cpl_reach(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    from scripts.make_preferences import make_preferences
+
+    # a partly trained PPO: its rollouts at noise 0 / 0.3 / 1.0 give segments of every quality
+    cfg = train_config("agent=ppo", "env=reach", "env.kwargs.reward_type=dense", "env.num_envs=32",
+                       f"total_env_steps={args.cpl_behaviour_steps}", f"eval_every={args.cpl_behaviour_steps}",
+                       f"checkpoint_every={args.cpl_behaviour_steps}", f"seed={args.seed}")
+    behaviour = last_row(train(cfg, out_dir / "cpl_behaviour"))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        prefs_cfg = compose("make_preferences", overrides=[
+            f"rollouts={out_dir / 'cpl_rollouts'}", "record.env=reach", "record.env_kwargs={reward_type: dense}",
+            f"record.checkpoint={out_dir / 'cpl_behaviour' / 'checkpoints' / 'latest.pt'}",
+            f"record.episodes={args.cpl_episodes}", f"pairs={args.cpl_pairs}", "segment_length=25", f"seed={args.seed}",
+            f"gold_score={args.cpl_gold_score}"])
+    dataset = make_preferences(prefs_cfg)
+    data = load_preference_dataset(dataset)
+    results: dict[str, Any] = {"behaviour_success": behaviour["eval_success_rate"], "pairs": int(len(data["label"]))}
+    for name, sft in (("cpl", False), ("sft", True)):
+        run_cfg = train_config("agent=cpl", "env=reach", f"agent.dataset={dataset}", f"agent.sft={str(sft).lower()}", f"agent.alpha={args.cpl_alpha}",
+                               f"total_env_steps={args.cpl_updates}", f"eval_every={args.cpl_updates}",
+                               f"checkpoint_every={args.cpl_updates}", f"seed={args.seed}", "eval_episodes=200")
+        row = last_row(train(run_cfg, out_dir / f"cpl_reach_{name}"))
+        results[f"{name}_success"] = row["eval_success_rate"]
+        results[f"{name}_return"] = row["eval_return"]
+    return results
+
+
+def ppo_text(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for env_id in TEXT_ENVS:
+        env = numeric_view(gymnasium.make_vec(env_id, num_envs=64))
+        torch.manual_seed(args.seed)
+        agent = make_agent("ppo", {"num_steps": 32, "num_minibatches": 4, "hidden": [256, 256], "gamma": 0.99,
+                                   "ent_coef": 0.01, "lr": 1e-3, "total_env_steps": args.text_steps},
+                           env.single_observation_space, env.single_action_space, env.num_envs, 10, CPU)
+        run_online(agent, env, args.text_steps, args.seed)
+        greedy = lambda obs: agent.act(obs_to_tensor(obs, CPU), deterministic=True).numpy()  # noqa: E731
+        name = env_id.split("/")[1].removesuffix("-v0")
+        ppo = mean_return(env, greedy, 1000, args.seed + 1)
+        oracle = mean_return(env, lambda obs: env.unwrapped.oracle_actions(), 1000, args.seed + 1)
+        random = mean_return(env, lambda obs: env.action_space.sample(), 1000, args.seed + 1)
+        # the oracle knows the hidden reward; from the observations alone, picking the options whose features the
+        # instruction / feedback mention is a reference policy for what is learnable (InstructionFeedback only)
+        results[name] = {"ppo": ppo, "oracle": oracle, "random": random,
+                         "ppo_over_oracle": ppo / oracle if oracle else float("nan"), "env_steps": args.text_steps}
+        if env_id == "crlab/InstructionFeedback-v0":
+            mentioned = lambda obs: np.argmax(np.einsum("nkf,nf->nk", obs["features"], obs["language"][:, :10]), 1)  # noqa: E731
+            results[name]["language_greedy"] = mean_return(env, mentioned, 1000, args.seed + 1)
+        env.close()
+    return results
+
+
+def cpl_text(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    from scripts.make_preferences import make_preferences
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        prefs_cfg = compose("make_preferences", overrides=[
+            f"rollouts={out_dir / 'flight_rollouts'}", "record.env=crlab/FlightPreference-v0", "record.episodes=4000",
+            "record.num_envs=64", f"pairs={args.cpl_text_pairs}", "segment_length=1", f"seed={args.seed}"])
+    data = load_preference_dataset(make_preferences(prefs_cfg))
+    env = numeric_view(gymnasium.make_vec("crlab/FlightPreference-v0", num_envs=64))
+    torch.manual_seed(args.seed)
+    agent = make_agent("cpl", {"hidden": [256, 256], "alpha": 1.0, "lr": 1e-3}, env.single_observation_space,
+                       env.single_action_space, env.num_envs, 1, CPU)
+    agent.set_dataset(data)
+    for _ in range(args.cpl_text_updates):
+        agent.update()
+    greedy = lambda obs: agent.act(obs_to_tensor(obs, CPU), deterministic=True).numpy()  # noqa: E731
+    out = {"cpl": mean_return(env, greedy, 1000, args.seed + 1),
+           "oracle": mean_return(env, lambda obs: env.unwrapped.oracle_actions(), 1000, args.seed + 1),
+           "random": mean_return(env, lambda obs: env.action_space.sample(), 1000, args.seed + 1),
+           "pairs": int(len(data["label"])), "updates": args.cpl_text_updates}
+    env.close()
+    return out
+
+
+RUNNERS = {"ppo_reach": ppo_reach, "ppo_vs_sb3": ppo_vs_sb3, "curl_pixels": curl_pixels, "cpl_reach": cpl_reach,
+           "ppo_text": ppo_text, "cpl_text": cpl_text}
+
+
+def flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in flatten(f"{prefix}.{k}" if prefix else k, v)]
+    return [(prefix, value)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    parser.add_argument("--ppo-steps", type=int, default=500_000, help="ppo_reach: env steps")
+    parser.add_argument("--throughput-steps", type=int, default=40_960, help="ppo_vs_sb3: env steps each")
+    parser.add_argument("--curl-seconds", type=float, default=1800.0, help="curl_pixels: wall-clock budget")
+    parser.add_argument("--curl-eval-every", type=int, default=10_000)
+    parser.add_argument("--cpl-behaviour-steps", type=int, default=60_000, help="cpl_reach: PPO steps of the data policy")
+    parser.add_argument("--cpl-episodes", type=int, default=600)
+    parser.add_argument("--cpl-pairs", type=int, default=3000)
+    parser.add_argument("--cpl-gold-score", default="progress", choices=["progress", "return"],
+                        help="cpl_reach: label segments by their reward gain (regret-like) or their return")
+    parser.add_argument("--cpl-alpha", type=float, default=0.02, help="cpl_reach: CPL temperature (0.1 in the paper)")
+    parser.add_argument("--cpl-updates", type=int, default=3_000, help="cpl_reach: gradient steps of CPL and of SFT")
+    parser.add_argument("--text-steps", type=int, default=150_000, help="ppo_text: env steps per game")
+    parser.add_argument("--cpl-text-pairs", type=int, default=3000)
+    parser.add_argument("--cpl-text-updates", type=int, default=3000)
+    parser.add_argument("--out-dir", type=Path, default=None, help="run directories (default: a temp dir)")
+    parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench_agents_"))
+    results: dict[str, Any] = {}
+    for part in args.parts:
+        print(f"running {part} ...", flush=True)
+        start = time.perf_counter()
+        results[part] = RUNNERS[part](args, out_dir)
+        results[part]["part_wall_s"] = time.perf_counter() - start
+    machine = {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+               "torch_threads": torch.get_num_threads()}
+    print(f"\nmachine: {machine['processor']}, {machine['cpu_count']} CPUs, {machine['torch_threads']} torch thread(s)")
+    for part, numbers in results.items():
+        for key, value in flatten("", numbers):
+            cell = f"{value:,.3f}" if isinstance(value, float) else str(value)
+            print(f"{part:<12} {key:<40} {cell:>14}")
+    print(f"run directories: {out_dir}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"config": {**vars(args), "out_dir": str(out_dir)}, "machine": machine, "results": results},
+                      f, indent=2, default=str)
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

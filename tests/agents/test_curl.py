@@ -1,0 +1,117 @@
+"""CURL: crops, bilinear InfoNCE logits, the frame-stack replay buffer, a contrastive learning check, checkpoints."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+
+from agents import make_agent
+from agents.curl import CURLAgent, CURLConfig, curl_logits, curl_loss
+from agents.encoders import ConvTrunk, center_crop, crop_at, default_crop_size, random_crop
+from agents.pixel_buffer import PixelReplayBuffer
+
+CPU = torch.device("cpu")
+TINY = dict(batch_size=16, hidden=[32, 32], num_filters=8, init_steps=0, buffer_size=256)
+
+
+def coordinate_images(b: int, c: int, h: int, w: int) -> torch.Tensor:
+    """images[n, ch, i, j] = 10000 n + 1000 ch + 100 i + j: every pixel says where it came from."""
+    n, ch, i, j = torch.meshgrid(*(torch.arange(d) for d in (b, c, h, w)), indexing="ij")
+    return 10000 * n + 1000 * ch + 100 * i + j
+
+
+def test_random_crop_takes_whole_windows_at_its_corners():
+    images = coordinate_images(64, 3, 20, 24)
+    crops, corners = random_crop(images, 16, torch.Generator().manual_seed(0))
+    assert crops.shape == (64, 3, 16, 16)
+    assert corners[:, 0].max() <= 4 and corners[:, 1].max() <= 8 and corners.min() >= 0
+    assert len({tuple(c) for c in corners.tolist()}) > 10  # independent corners per sample
+    for n in (0, 17, 63):
+        top, left = corners[n].tolist()
+        torch.testing.assert_close(crops[n], images[n, :, top:top + 16, left:left + 16])
+    torch.testing.assert_close(crop_at(images, torch.zeros(64, 2, dtype=torch.long), 16), images[..., :16, :16])
+
+
+def test_center_crop_and_default_sizes():
+    images = coordinate_images(2, 3, 100, 100)
+    assert center_crop(images, 84)[0, 0, 0, 0].item() == 100 * 8 + 8
+    assert default_crop_size(100) == 84 and default_crop_size(84) == 71
+    assert ConvTrunk(9, 84).out_dim == 32 * 35 * 35  # CURL: 84 -> 41 -> 39 -> 37 -> 35
+
+
+def test_curl_logits_known_answer():
+    queries = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    keys = torch.tensor([[3.0, 0.0], [0.0, 1.0]])
+    w = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    logits = curl_logits(queries, keys, w)  # q W k^T = [[3, 0], [0, 4]], minus row max
+    torch.testing.assert_close(logits, torch.tensor([[0.0, -3.0], [-4.0, 0.0]]))
+    loss, accuracy = curl_loss(logits)
+    torch.testing.assert_close(loss, F.cross_entropy(torch.tensor([[3.0, 0.0], [0.0, 4.0]]), torch.tensor([0, 1])))
+    assert accuracy.item() == 1.0
+    assert curl_loss(curl_logits(queries, keys.flip(0), w))[1].item() == 0.0  # keys swapped: labels are wrong
+
+
+def test_pixel_buffer_rebuilds_next_stacks_and_rejects_unshifted_ones():
+    buffer = PixelReplayBuffer((9, 8, 8), 2, capacity=5, device=CPU)
+    frames = torch.randint(0, 255, (4, 4, 3, 8, 8), dtype=torch.uint8)  # (N, 4 frames, 3, H, W)
+    obs, next_obs = frames[:, :3].flatten(1, 2), frames[:, 1:].flatten(1, 2)
+    buffer.add(obs, torch.zeros(4, 2), torch.arange(4.0), next_obs, torch.tensor([0, 1, 0, 0], dtype=torch.bool))
+    buffer.add(obs[:2], torch.zeros(2, 2), torch.zeros(2), next_obs[:2], torch.zeros(2, dtype=torch.bool))
+    assert len(buffer) == 5 and buffer.pos == 1  # wrapped around
+    batch = buffer.sample(64)
+    for n in range(64):
+        row = [i for i in range(4) if torch.equal(obs[i], batch["obs"][n])][0]
+        torch.testing.assert_close(batch["next_obs"][n], next_obs[row])
+    with pytest.raises(ValueError, match="shifted"):
+        buffer.add(obs, torch.zeros(4, 2), torch.zeros(4), obs, torch.zeros(4, dtype=torch.bool))
+
+
+def smooth_images(b: int, size: int, generator: torch.Generator) -> torch.Tensor:
+    """(b, 9, size, size) uint8 low-frequency images (random 6x6 patterns upsampled)."""
+    coarse = torch.rand(b, 9, 6, 6, generator=generator)
+    return (F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False) * 255).to(torch.uint8)
+
+
+def test_contrastive_accuracy_rises_on_a_fixed_batch():
+    torch.manual_seed(0)
+    agent = CURLAgent(spaces.Box(0, 255, (9, 40, 40), np.uint8), spaces.Box(-1, 1, (2,)),
+                      CURLConfig(**TINY, lr=1e-3), 1, 10, CPU)
+    images = smooth_images(32, 40, torch.Generator().manual_seed(1))
+    batch = {"obs": images, "next_obs": images, "action": torch.zeros(32, 2), "reward": torch.zeros(32),
+             "not_done": torch.ones(32)}
+    accuracy = [agent.update_on(batch)["curl_accuracy"].item() for _ in range(160)]
+    # chance is 1/32: the query encoder learns to match each crop to the momentum encoder's other crop
+    assert np.mean(accuracy[:10]) < 0.15 and np.mean(accuracy[-20:]) > 0.5, accuracy[::10]
+
+
+def test_act_observe_update_and_checkpoint_round_trip():
+    torch.manual_seed(0)
+    space = spaces.Dict({"pixels": spaces.Box(0, 255, (6, 24, 24), np.uint8), "desired_goal": spaces.Box(-1, 1, (2,))})
+    action_space = spaces.Box(-2, 2, (3,))
+    agent = make_agent("curl", {**TINY, "init_steps": 8, "updates_per_step": 0.5}, space, action_space, 4, 10, CPU)
+    frames = torch.randint(0, 255, (4, 3, 3, 24, 24)).float()
+    obs = {"pixels": frames[:, :2].flatten(1, 2), "desired_goal": torch.zeros(4, 2)}
+    next_obs = {"pixels": frames[:, 1:].flatten(1, 2), "desired_goal": torch.zeros(4, 2)}
+    done = np.zeros(4, dtype=bool)
+    for step in range(3):
+        action = agent.act(obs)
+        assert action.shape == (4, 3) and action.abs().max() <= 2
+        agent.observe(obs, action, torch.ones(4), next_obs, done, done)
+        metrics = agent.update()
+        assert (metrics == {}) == (step == 0)  # init_steps=8: learning starts at the second vector step
+    assert agent.num_updates == 4  # 0.5 updates per env step x 4 copies x 2 vector steps
+    assert {"critic_loss", "curl_loss", "curl_accuracy"} <= set(metrics)
+    buffer = io.BytesIO()
+    torch.save(agent.state_dict(), buffer)
+    buffer.seek(0)
+    restored = make_agent("curl", TINY, space, action_space, 4, 10, CPU)
+    restored.load_state_dict(torch.load(buffer, weights_only=True))
+    torch.testing.assert_close(restored.act(obs, deterministic=True), agent.act(obs, deterministic=True))
+
+
+def test_rejects_state_observations():
+    with pytest.raises(ValueError, match="image observations"):
+        CURLAgent(spaces.Box(-1, 1, (4,)), spaces.Box(-1, 1, (2,)), CURLConfig(), 1, 10, CPU)
