@@ -11,9 +11,11 @@ TensorObs = dict[str, torch.Tensor] | torch.Tensor
 
 
 def obs_to_tensor(obs: dict[str, np.ndarray] | np.ndarray, device: torch.device) -> TensorObs:
-    """Batched numpy observation (dict or array, leaves (N, ...)) -> float32 tensors on `device`."""
+    """Batched numpy observation (dict or array, leaves (N, ...)) -> float32 tensors on `device`. Text leaves
+    (object / str arrays) stay behind: agents see the numeric entries."""
     if isinstance(obs, dict):
-        return {k: torch.as_tensor(v, dtype=torch.float32).to(device, non_blocking=True) for k, v in obs.items()}
+        return {k: torch.as_tensor(v, dtype=torch.float32).to(device, non_blocking=True) for k, v in obs.items()
+                if np.asarray(v).dtype.kind not in "OUS"}
     return torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
 
 

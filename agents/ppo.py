@@ -107,13 +107,13 @@ def value_loss(
 
 # --- observation front end ----------------------------------------------------------------------------------
 def policy_input_keys(space: spaces.Dict) -> list[str]:
-    """Dict entries the policy sees: GoalEnv `observation` + `desired_goal` when present, else every Box, sorted."""
+    """Dict entries the policy sees: GoalEnv `observation` + `desired_goal` when present, else every Box, sorted.
+    Text entries are skipped: the text games also expose numeric views of what their text says."""
     if "observation" in space.spaces and "desired_goal" in space.spaces:
         return ["observation", "desired_goal"]
-    keys = sorted(space.spaces)
-    bad = [k for k in keys if not isinstance(space[k], spaces.Box)]
-    if bad:
-        raise ValueError(f"ppo reads Box observations only; entries {bad} of {space} are not Box")
+    keys = sorted(k for k in space.spaces if isinstance(space[k], spaces.Box))
+    if not keys:
+        raise ValueError(f"ppo needs at least one Box observation entry; {space} has none")
     return keys
 
 

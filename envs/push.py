@@ -2,7 +2,8 @@
 
 GoalEnv convention (gymnasium-robotics), as in reach: observations are dicts
 `{observation (19,), achieved_goal (2,), desired_goal (2,)}` where the goals are the block's centre on the table
-plane (x, y) in metres, `compute_reward` is vectorized, and success is a block-to-goal distance below
+plane (x, y) in metres, `compute_reward` is vectorized (dense: minus the block-to-goal distance; a pusher-to-block
+term is left out because SB3's HER relabels with empty infos: it is in `info["pusher_distance"]` for shaping), and success is a block-to-goal distance below
 `SUCCESS_DISTANCE`. Actions (2,) in [-1, 1] set the pusher's target velocity (x, y), up to 0.5 m/s.
 `observation` = [qpos (9): pusher x, y, block position (3) and quaternion (4); qvel (8): pusher (2), block (6);
 block - pusher (x, y) (2)]. Pixel observations, frame stacking and action repeat: see `envs/pixels.py`.
@@ -14,53 +15,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 
-from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
-from envs.mujoco_batch import BatchedMujoco
+from envs.batched import BatchedEnv, BatchedVectorEnv
+from envs.goal_task import SUCCESS_DISTANCE, MujocoGoalTask, goal_distance
 from envs.pixels import make_task
-from envs.reach import goal_distance
 
 ASSET = Path(__file__).parent / "assets" / "push.xml"
-SUCCESS_DISTANCE = 0.05
 BLOCK_HALF_SIZE = 0.025
 BLOCK_RANGE = 0.1  # block starts uniform in [-0.1, 0.1]^2
 GOAL_RANGE = 0.2  # goal uniform in [-0.2, 0.2]^2, at least MIN_GOAL_DISTANCE from the block
 MIN_GOAL_DISTANCE = 0.1
 PUSHER_RANGE = 0.25  # pusher starts uniform in [-0.25, 0.25]^2, at least MIN_PUSHER_DISTANCE from the block
 MIN_PUSHER_DISTANCE = 0.08
-REWARD_TYPES = ("sparse", "dense")
 
 
-class PushTask(BatchedTask):
+class PushTask(MujocoGoalTask):
     """N push tables in one MuJoCo model."""
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        reward_type: str = "sparse",
-        frame_skip: int = 8,
-        width: int = 240,
-        height: int = 240,
-    ) -> None:
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"reward_type={reward_type!r} is not one of {REWARD_TYPES}")
-        super().__init__(num_envs)
-        self.reward_type = reward_type
-        self.frame_skip = frame_skip
-        self.width, self.height = width, height
-        self.sim = BatchedMujoco(ASSET, num_envs)
-        dt = self.sim.model.opt.timestep * frame_skip
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / dt))}
-        self.observation_space = spaces.Dict(
-            {
-                "observation": spaces.Box(-np.inf, np.inf, (19,), np.float64),
-                "achieved_goal": spaces.Box(-np.inf, np.inf, (2,), np.float64),
-                "desired_goal": spaces.Box(-np.inf, np.inf, (2,), np.float64),
-            }
-        )
-        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.goal = np.zeros((num_envs, 2))
+    def __init__(self, num_envs: int = 1, reward_type: str = "sparse", frame_skip: int = 8, width: int = 240,
+                 height: int = 240) -> None:
+        super().__init__(ASSET, num_envs, reward_type, frame_skip, width, height, obs_dim=19)
 
     def reset_copies(self, copies: np.ndarray) -> None:
         for i in copies:
@@ -80,9 +54,7 @@ class PushTask(BatchedTask):
         self.sim.forward()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        a = np.clip(actions, -1.0, 1.0)
-        ctrl = self.sim.ctrl_low + 0.5 * (a + 1.0) * (self.sim.ctrl_high - self.sim.ctrl_low)
-        self.sim.step(ctrl, self.frame_skip)
+        self.sim.step(self.control(actions), self.frame_skip)
         block = self.block()
         distance = goal_distance(block, self.goal)
         info = {
@@ -99,16 +71,6 @@ class PushTask(BatchedTask):
     def pusher(self) -> np.ndarray:
         """(N, 2) pusher centre."""
         return self.sim.qpos[:, 0:2].copy()
-
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """Sparse: 0 on success, -1 otherwise. Dense: minus the block-to-goal distance. Any leading batch shape.
-
-        Dense leaves out a pusher-to-block term (it is in `info["pusher_distance"]` for shaping): SB3's HER passes
-        empty infos unless `copy_info_dict=True`, so a reward that reads `info` would be relabelled wrongly."""
-        distance = goal_distance(achieved_goal, desired_goal)
-        if self.reward_type == "sparse":
-            return -(distance >= SUCCESS_DISTANCE).astype(np.float64)
-        return -distance
 
     def observe(self) -> dict[str, np.ndarray]:
         qpos, block = self.sim.qpos - self.sim.qpos_origin, self.block()
@@ -139,9 +101,6 @@ class PushTask(BatchedTask):
         if distance < SUCCESS_DISTANCE:
             return f"The red block is on the green goal ({distance:.2f} m away); {contact}."
         return f"The green goal is {distance:.2f} m away, {_direction(goal - block)} the red block; {contact}."
-
-    def close(self) -> None:
-        self.sim.close()
 
 
 def _direction(offset: np.ndarray) -> str:

@@ -12,53 +12,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 
-from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
-from envs.mujoco_batch import BatchedMujoco
+from envs.batched import BatchedEnv, BatchedVectorEnv
+from envs.goal_task import SUCCESS_DISTANCE, MujocoGoalTask, goal_distance
 from envs.pixels import make_task
 
 ASSET = Path(__file__).parent / "assets" / "reach.xml"
-SUCCESS_DISTANCE = 0.05
 GOAL_RADIUS = (0.06, 0.28)  # the arm reaches 0.30 m; goals lie in this annulus around the shoulder
 LINK_LENGTHS = (0.15, 0.15)  # as in reach.xml
-REWARD_TYPES = ("sparse", "dense")
 
 
-def goal_distance(achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
-    """Euclidean distance over the last axis, any leading shape."""
-    return np.linalg.norm(achieved_goal - desired_goal, axis=-1)
-
-
-class ReachTask(BatchedTask):
+class ReachTask(MujocoGoalTask):
     """N reach arms in one MuJoCo model."""
 
-    def __init__(
-        self,
-        num_envs: int = 1,
-        reward_type: str = "sparse",
-        frame_skip: int = 4,
-        width: int = 240,
-        height: int = 240,
-    ) -> None:
-        if reward_type not in REWARD_TYPES:
-            raise ValueError(f"reward_type={reward_type!r} is not one of {REWARD_TYPES}")
-        super().__init__(num_envs)
-        self.reward_type = reward_type
-        self.frame_skip = frame_skip
-        self.width, self.height = width, height
-        self.sim = BatchedMujoco(ASSET, num_envs)
-        dt = self.sim.model.opt.timestep * frame_skip
-        self.metadata = {"render_modes": ["rgb_array"], "render_fps": int(round(1.0 / dt))}
-        self.observation_space = spaces.Dict(
-            {
-                "observation": spaces.Box(-np.inf, np.inf, (8,), np.float64),
-                "achieved_goal": spaces.Box(-np.inf, np.inf, (2,), np.float64),
-                "desired_goal": spaces.Box(-np.inf, np.inf, (2,), np.float64),
-            }
-        )
-        self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
-        self.goal = np.zeros((num_envs, 2))
+    def __init__(self, num_envs: int = 1, reward_type: str = "sparse", frame_skip: int = 4, width: int = 240,
+                 height: int = 240) -> None:
+        super().__init__(ASSET, num_envs, reward_type, frame_skip, width, height, obs_dim=8)
 
     def reset_copies(self, copies: np.ndarray) -> None:
         for i in copies:
@@ -71,9 +40,7 @@ class ReachTask(BatchedTask):
         self.sim.forward()
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        a = np.clip(actions, -1.0, 1.0)
-        ctrl = self.sim.ctrl_low + 0.5 * (a + 1.0) * (self.sim.ctrl_high - self.sim.ctrl_low)
-        self.sim.step(ctrl, self.frame_skip)
+        self.sim.step(self.control(actions), self.frame_skip)
         achieved = self.fingertip()
         distance = goal_distance(achieved, self.goal)
         reward = self.compute_reward(achieved, self.goal, None)
@@ -83,13 +50,6 @@ class ReachTask(BatchedTask):
     def fingertip(self) -> np.ndarray:
         """(N, 2) fingertip position in the arm's plane."""
         return self.sim.site_pos("fingertip")[:, :2]
-
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """Sparse: 0 on success, -1 otherwise. Dense: minus the distance. Any leading batch shape."""
-        distance = goal_distance(achieved_goal, desired_goal)
-        if self.reward_type == "sparse":
-            return -(distance >= SUCCESS_DISTANCE).astype(np.float64)
-        return -distance
 
     def observe(self) -> dict[str, np.ndarray]:
         q, qd, tip = self.sim.qpos, self.sim.qvel, self.fingertip()
@@ -124,9 +84,6 @@ class ReachTask(BatchedTask):
         height = ("above" if offset[1] > 0 else "below") if abs(offset[1]) > 0.02 else ""
         where = " and ".join([height] * bool(height) + [f"to the {side} of"] * bool(side))
         return f"The green goal is {distance:.2f} m away, {where} the fingertip."
-
-    def close(self) -> None:
-        self.sim.close()
 
 
 class ReachEnv(BatchedEnv):

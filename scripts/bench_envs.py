@@ -72,8 +72,12 @@ def vector_env_rate(env_id: str, num_envs: int, mode: str, steps: int, warmup: i
 
 
 def render_rate(env_id: str, frames: int, repeats: int, seed: int) -> float:
-    """Frames/s of step + `render()` of one rgb_array env at 84x84 (what a pixel agent pays per step)."""
-    env = gymnasium.make(env_id, render_mode="rgb_array", width=RENDER_SIZE, height=RENDER_SIZE)
+    """Frames/s of step + `render()` of one rgb_array env at 84x84 where the env takes a size (what a pixel agent
+    pays per step)."""
+    try:
+        env = gymnasium.make(env_id, render_mode="rgb_array", width=RENDER_SIZE, height=RENDER_SIZE)
+    except TypeError:  # text games draw at their own fixed size
+        env = gymnasium.make(env_id, render_mode="rgb_array")
     env.reset(seed=seed)
     env.action_space.seed(seed)
 

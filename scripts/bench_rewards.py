@@ -2,7 +2,7 @@
 
     python -m scripts.bench_rewards preference [--pairs 4000] [--seed 0] [--out FILE]
     python -m scripts.bench_rewards clip [--frames 8192] [--steps 1000] [--liv-weight 0] [--out FILE]
-    python -m scripts.bench_rewards rl [--agent ppo] [--steps 150000] [--out FILE]
+    python -m scripts.bench_rewards rl [--agent ppo] [--steps 300000] [--out FILE]
 
 preference  Bradley–Terry reward model trained on pairs of 25-step segments labelled by a perfectly rational
             synthetic teacher from Reach's gold dense reward (−distance); held-out preference accuracy on pairs from
@@ -200,7 +200,7 @@ def main() -> None:
     parser.add_argument("--save", type=Path, default=None, help="preference: write the trained model here")
     parser.add_argument("--input", default="next_obs", help="preference: r̂(s') (next_obs) or r̂(s, a) (obs_action)")
     parser.add_argument("--frames", type=int, default=8192, help="clip: training frames")
-    parser.add_argument("--steps", type=int, default=None, help="clip: gradient steps (1000); rl: env steps (150000)")
+    parser.add_argument("--steps", type=int, default=None, help="clip: gradient steps (1000); rl: env steps (300000)")
     parser.add_argument("--liv-weight", type=float, default=0.0)
     parser.add_argument("--held-out-episodes", type=int, default=20)
     parser.add_argument("--agent", default="ppo")
@@ -211,7 +211,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.steps is None:
-        args.steps = {"clip": 1000, "rl": 150_000}.get(args.benchmark, 0)
+        args.steps = {"clip": 1000, "rl": 300_000}.get(args.benchmark, 0)
     run = {"preference": bench_preference, "clip": bench_clip, "rl": bench_rl}[args.benchmark]
     result = {**run(args), "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}

@@ -44,7 +44,7 @@ def record_episodes(agent: Any, env: gymnasium.Env, episodes: int, seed: int, st
         obs, _ = recorder.reset(seed=seed + episode)
         done = False
         while not done:
-            batch = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else obs[None]
+            batch = {k: np.asarray(v)[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
             action = agent.act(obs_to_tensor(batch, agent.device), deterministic=True)[0].cpu().numpy()
             obs, _, terminated, truncated, _ = recorder.step(action)
             done = terminated or truncated

@@ -121,3 +121,13 @@ def test_record_script_writes_video_and_rollout(tmp_path):
     rollout = load_rollout(out.with_suffix(".npz"))
     assert len(rollout["frames"]) == 100 and set(rollout["episode"]) == {0, 1}
     assert rollout["step"].max() == 49 and rollout["truncated"].sum() == 2
+
+
+@pytest.mark.parametrize("env", ["flight_preference", "negotiation", "instruction_feedback"])
+def test_ppo_trains_on_text_games_from_the_cli_configs(tmp_path, env):
+    cfg = config("agent=ppo", f"env={env}", "total_env_steps=2048", "eval_every=2048", "eval_episodes=8",
+                 "video_episodes=1", "agent.num_steps=16")
+    run_dir = train(cfg, tmp_path / "run")
+    assert [int(r["env_steps"]) for r in rows(run_dir)] == [0, 2048]
+    rollout = load_rollout(run_dir / "videos" / "eval_000002048.npz")
+    assert rollout["frames"].ndim == 4 and len(rollout["text"]) == len(rollout["frames"])
