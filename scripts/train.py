@@ -47,6 +47,28 @@ def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None) ->
                               render_mode=render_mode, **kwargs)
 
 
+def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: torch.device) -> tuple:
+    """Training / evaluation / video envs, the reward module and its online feedback (None with `reward=none`),
+    and the agent: what every training loop (online, SB3) starts from. A resumed run reloads its reward model."""
+    reward_cfg = cfg.get("reward") or {"name": "none"}  # runs from before reward=NAME existed have none
+    render_mode = None if reward_cfg["name"] == "none" else "rgb_array"  # renders only if the reward module asks
+    env = make_envs(cfg, cfg.env.num_envs, render_mode)
+    eval_env = make_envs(cfg, cfg.eval_episodes, render_mode)
+    reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device)
+    feedback = feedback_from_config(reward_cfg, reward_module, env.num_envs, cfg.seed)
+    reward_path = run_dir / "reward_model.safetensors"
+    if reward_module is not None:
+        if feedback is not None and checkpoint is not None and reward_path.exists():
+            reward_module.load(reward_path)
+        env = VectorRewardWrapper(env, reward_module, observer=feedback)
+        eval_env = VectorRewardWrapper(eval_env, reward_module)
+    video_env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
+    options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
+    agent = make_agent(cfg.agent.name, options, env.single_observation_space, env.single_action_space, env.num_envs,
+                       cfg.env.max_episode_steps, device)
+    return env, eval_env, video_env, reward_module, feedback, agent
+
+
 def resumed_config(saved_yaml: str, run_dir: Path, overrides: list[str]) -> DictConfig:
     """The saved config of a run being resumed, with the plain `key=value` overrides of this invocation applied
     (e.g. a larger `total_env_steps`); agent / env / reward cannot change."""
@@ -81,21 +103,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
         from scripts.train_offline import train_offline
         from scripts.train_sb3 import train_sb3
         return {"offline": train_offline, "sb3": train_sb3}[loop](cfg, run_dir, checkpoint, device, config_yaml)
-    reward_cfg = cfg.get("reward") or {"name": "none"}  # runs from before reward=NAME existed have none
-    render_mode = None if reward_cfg["name"] == "none" else "rgb_array"  # renders only if the reward module asks
-    env = make_envs(cfg, cfg.env.num_envs, render_mode)
-    eval_env = make_envs(cfg, cfg.eval_episodes, render_mode)
-    reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device)
-    feedback = feedback_from_config(reward_cfg, reward_module, env.num_envs, cfg.seed)
+    env, eval_env, video_env, reward_module, feedback, agent = build_run(cfg, run_dir, checkpoint, device)
     reward_path = run_dir / "reward_model.safetensors"
-    if reward_module is not None:
-        if feedback is not None and checkpoint is not None and reward_path.exists():
-            reward_module.load(reward_path)
-        env = VectorRewardWrapper(env, reward_module, observer=feedback)
-        eval_env = VectorRewardWrapper(eval_env, reward_module)
-    video_env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
-    agent = make_agent(cfg.agent.name, {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"},
-                       env.single_observation_space, env.single_action_space, env.num_envs, cfg.env.max_episode_steps, device)
 
     env_steps, wall_offset = 0, 0.0
     if checkpoint is not None:

@@ -16,16 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 
-from agents import make_agent
-from rewards.from_config import feedback_from_config, reward_from_config
-from rewards.wrapper import VectorRewardWrapper
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, write_checkpoint
 
@@ -99,25 +95,9 @@ class RunCallback(BaseCallback):
 def train_sb3(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None, device: torch.device,
               config_yaml: str) -> Path:
     """Train an SB3 agent on the configured env and reward; returns `run_dir`."""
-    from scripts.train import make_envs  # scripts.train imports this module lazily
+    from scripts.train import build_run  # scripts.train imports this module lazily
 
-    # env and reward module exactly as in scripts.train.train
-    reward_cfg = cfg.get("reward") or {"name": "none"}
-    render_mode = None if reward_cfg["name"] == "none" else "rgb_array"
-    env = make_envs(cfg, cfg.env.num_envs, render_mode)
-    eval_env = make_envs(cfg, cfg.eval_episodes, render_mode)
-    reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device)
-    feedback = feedback_from_config(reward_cfg, reward_module, env.num_envs, cfg.seed)
-    reward_path = run_dir / "reward_model.safetensors"
-    if reward_module is not None:
-        if feedback is not None and checkpoint is not None and reward_path.exists():
-            reward_module.load(reward_path)
-        env = VectorRewardWrapper(env, reward_module, observer=feedback)
-        eval_env = VectorRewardWrapper(eval_env, reward_module)
-    video_env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
-    options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
-    agent = make_agent(cfg.agent.name, options, env.single_observation_space, env.single_action_space, env.num_envs,
-                       cfg.env.max_episode_steps, device)
+    env, eval_env, video_env, reward_module, feedback, agent = build_run(cfg, run_dir, checkpoint, device)
 
     wall_offset = 0.0
     if checkpoint is not None:
