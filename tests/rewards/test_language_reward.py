@@ -7,7 +7,8 @@ import torch
 
 import envs  # noqa: F401  (registers crlab/Reach-v0)
 from rewards import make_reward
-from rewards.language import InstructionPotential, LanguageReward, load_sentence_encoder
+from envs.text_embedding import load_sentence_encoder
+from rewards.language import InstructionPotential, LanguageReward
 from rewards.wrapper import VectorRewardWrapper
 
 INSTRUCTION = "The fingertip is on the green goal."
@@ -21,7 +22,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def encoder():
-    return load_sentence_encoder("cpu")
+    return load_sentence_encoder(device="cpu")
 
 
 def test_potential_is_the_cosine_similarity(encoder):
@@ -70,17 +71,3 @@ def test_vector_env_with_language_reward(encoder):
     for _ in range(3):
         _, r, _, _, info = env.step(env.action_space.sample())
         assert r.shape == (2,) and np.isfinite(r).all() and info["gt_reward"].shape == (2,)
-
-
-def test_description_embeddings_are_cached(encoder, monkeypatch):
-    potential = InstructionPotential(INSTRUCTION, encoder, cache_size=3)
-    encoded = []
-    original = encoder.encode
-    monkeypatch.setattr(encoder, "encode", lambda texts, **kwargs: encoded.append(list(texts)) or original(texts, **kwargs))
-    first = potential.embed([TEXTS[0], TEXTS[1], TEXTS[0]])
-    assert encoded == [[TEXTS[0], TEXTS[1]]]  # each new text once, in one call
-    again = potential.embed([TEXTS[1], TEXTS[0]])
-    assert len(encoded) == 1  # all cached: same text, same embedding, no encoder call
-    torch.testing.assert_close(again, first[[1, 0]])
-    potential.embed([TEXTS[2], TEXTS[3]])  # over the size: the least recently used (TEXTS[1]) goes
-    assert list(potential.cache) == [TEXTS[0], TEXTS[2], TEXTS[3]]
