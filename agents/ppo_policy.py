@@ -84,7 +84,7 @@ class PolicyInputs(nn.Module):
     def __init__(self, space: spaces.Space, action_space: spaces.Space, normalize: bool, clip: float,
                  text_encoder: str | None = None) -> None:
         super().__init__()
-        self.normalize, self.clip = normalize, clip
+        self.normalize_obs, self.clip = normalize, clip
         self.shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
         self.vector_keys: list[str] = []
         self.option_keys: list[str] = []
@@ -142,11 +142,11 @@ class PolicyInputs(nn.Module):
     def _option_vector(self, obs: TensorObs) -> torch.Tensor:
         return torch.cat([obs[k] for k in self.option_keys], dim=2)  # type: ignore[index]
 
-    def forward(self, obs: TensorObs) -> dict[str, torch.Tensor]:
+    def raw(self, obs: TensorObs) -> dict[str, torch.Tensor]:
+        """The inputs before normalisation (what the rollout stores): TensorObs -> {name: (N, ...)}."""
         inputs: dict[str, torch.Tensor] = {}
         if "vector" in self.shapes:
-            x = self._vector(obs)
-            inputs["vector"] = self.vector_stats.normalize(x, self.clip) if self.normalize else x
+            inputs["vector"] = self._vector(obs)
         if self.pixel_keys:
             images = torch.cat([self._leaf(obs, k) for k in self.pixel_keys], dim=1)
             inputs["pixels"] = images if images.dtype == torch.uint8 else images.round().to(torch.uint8)
@@ -158,9 +158,23 @@ class PolicyInputs(nn.Module):
             inputs["options"] = self.embed([line for lines in options for line in lines]).to(device).view(
                 len(options), self.num_options, -1)
         if self.option_keys:
-            x = self._option_vector(obs)
-            inputs["option_vector"] = self.option_stats.normalize(x, self.clip) if self.normalize else x
+            inputs["option_vector"] = self._option_vector(obs)
         return inputs
+
+    def normalize(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Raw inputs with any leading dims -> the policy's inputs: `vector` and `option_vector` standardised by
+        the running statistics and clipped; the rest unchanged."""
+        if not self.normalize_obs:
+            return inputs
+        out = dict(inputs)
+        if "vector" in inputs:
+            out["vector"] = self.vector_stats.normalize(inputs["vector"], self.clip)
+        if "option_vector" in inputs:
+            out["option_vector"] = self.option_stats.normalize(inputs["option_vector"], self.clip)
+        return out
+
+    def forward(self, obs: TensorObs) -> dict[str, torch.Tensor]:
+        return self.normalize(self.raw(obs))
 
     def option_lines(self, options: str) -> list[str]:
         """The K candidate texts of an `options` entry, one per line."""
@@ -170,13 +184,14 @@ class PolicyInputs(nn.Module):
         return lines
 
     @torch.no_grad()
-    def update_stats(self, obs: TensorObs) -> None:
-        if not self.normalize:
+    def update_stats(self, inputs: dict[str, torch.Tensor]) -> None:
+        """Fold raw inputs (any leading dims, e.g. a whole (T, N, ...) rollout) into the running statistics."""
+        if not self.normalize_obs:
             return
-        if "vector" in self.shapes:
-            self.vector_stats.update(self._vector(obs))
-        if self.option_keys:
-            self.option_stats.update(self._option_vector(obs).flatten(0, 1))
+        if "vector" in inputs:
+            self.vector_stats.update(inputs["vector"].flatten(0, -2))
+        if "option_vector" in inputs:
+            self.option_stats.update(inputs["option_vector"].flatten(0, -2))
 
 
 # --- networks -----------------------------------------------------------------------------------------------

@@ -4,8 +4,9 @@
 
 Parts (budgets are defaults; each flag is listed by --help):
     ppo_reach    our PPO on reach (dense reward, 32 copies) through scripts.train: final success (target >= 0.8)
-    ppo_vs_sb3   env-steps/s of our PPO and SB3 PPO in one process: same vector env (32 copies), rollout length
-                 64, tanh [64, 64] actor and critic, 8 minibatches, 10 epochs, observation normalisation
+    ppo_vs_sb3   env-steps/s of our PPO (closed-form gradient, and autograd) and SB3 PPO in one process: same
+                 vector env (32 copies), rollout length 64, tanh [64, 64] actor and critic, 8 minibatches,
+                 10 epochs, observation normalisation
     curl_pixels  CURL on reach from 32x32 pixels (crop 27, action repeat 2, dense reward) for --curl-seconds:
                  success and return vs a random policy on the same env
     cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps: a partly
@@ -146,11 +147,15 @@ def ppo_vs_sb3(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     def env() -> gymnasium.vector.VectorEnv:
         return gymnasium.make_vec("crlab/Reach-v0", num_envs=num_envs, max_episode_steps=50, reward_type="dense")
 
-    ours_env = env()
-    torch.manual_seed(args.seed)
-    ours = make_agent("ppo", {"num_steps": 64, "num_minibatches": 8, "update_epochs": 10, "hidden": [64, 64]},
-                      ours_env.single_observation_space, ours_env.single_action_space, num_envs, 50, CPU)
-    ours_sps = run_online(ours, ours_env, steps, args.seed)
+    def ours(fused: bool) -> float:
+        ours_env = env()
+        torch.manual_seed(args.seed)
+        agent = make_agent("ppo", {"num_steps": 64, "num_minibatches": 8, "update_epochs": 10, "hidden": [64, 64],
+                                   "fused_gradients": fused},
+                           ours_env.single_observation_space, ours_env.single_action_space, num_envs, 50, CPU)
+        return run_online(agent, ours_env, steps, args.seed)
+
+    ours_sps, autograd_sps = ours(fused=True), ours(fused=False)
     sb3_env = env()
     sb3 = SB3PPOAgent(sb3_env.single_observation_space, sb3_env.single_action_space,
                       SB3PPOConfig(num_steps=64, num_minibatches=8, update_epochs=10, hidden=[64, 64]), num_envs, 50, CPU)
@@ -159,7 +164,8 @@ def ppo_vs_sb3(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     start = time.perf_counter()
     sb3.model.learn(total_timesteps=steps)
     sb3_sps = sb3.env_steps / (time.perf_counter() - start)
-    return {"ours_env_steps_per_s": ours_sps, "sb3_env_steps_per_s": sb3_sps, "speedup": ours_sps / sb3_sps,
+    return {"ours_env_steps_per_s": ours_sps, "ours_autograd_env_steps_per_s": autograd_sps,
+            "sb3_env_steps_per_s": sb3_sps, "speedup": ours_sps / sb3_sps,
             "env_steps": steps, "num_envs": num_envs}
 
 

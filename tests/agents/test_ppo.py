@@ -264,3 +264,46 @@ def test_text_policy_learns_to_pick_the_option_the_text_asks_for(one_thread):
         agent.update()
     obs, answer = fruit_obs(500, rng)
     assert (agent.act(obs, deterministic=True) == answer).float().mean() > 0.9
+
+
+def fill_rollout(agent: PPOAgent, seed: int) -> None:
+    """One full rollout of off-centre observations (mean 3, std 2), so the normalisation statistics matter."""
+    g = torch.Generator().manual_seed(seed)
+    done = np.zeros(agent.num_envs, dtype=bool)
+    for step in range(agent.cfg.num_steps):
+        obs = {k: 3 + 2 * torch.randn(agent.num_envs, *s.shape, generator=g) for k, s in GOAL_SPACE.items()}
+        agent.observe(obs, agent.act(obs), torch.randn(agent.num_envs, generator=g), obs, done, done | (step % 3 == 2))
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_first_minibatch_replays_the_acting_policy(fused):
+    """lr 0: the policy never changes, so every ratio is 1 (the stored inputs are normalised as when acting)."""
+    torch.manual_seed(0)
+    cfg = PPOConfig(num_steps=4, num_minibatches=2, update_epochs=2, lr=0.0, fused_gradients=fused)
+    agent = PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), cfg, 8, 10, CPU)
+    assert agent.fused == fused
+    for seed in range(2):  # the second rollout acts with statistics updated by the first update
+        fill_rollout(agent, seed)
+        metrics = agent.update()
+        assert metrics["clip_frac"].item() == 0.0 and abs(metrics["approx_kl"].item()) < 1e-6
+    assert agent.obs_input.vector_stats.count.item() == pytest.approx(2 * 4 * 8, abs=1e-3)
+
+
+def test_fused_and_autograd_agents_take_the_same_steps():
+    agents = []
+    for fused in (True, False):
+        torch.manual_seed(0)
+        cfg = PPOConfig(num_steps=4, num_minibatches=2, update_epochs=3, lr=1e-2, fused_gradients=fused)
+        agents.append(PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), cfg, 8, 10, CPU))
+    for agent in agents:
+        torch.manual_seed(1)  # same actions and minibatch orders
+        for seed in range(2):
+            fill_rollout(agent, seed)
+            agent.update()
+    fused, plain = (dict(a.policy.named_parameters()) for a in agents)
+    assert fused.keys() == plain.keys()
+    for name in fused:
+        torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
+    torch.manual_seed(0)
+    initial = PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), PPOConfig(num_steps=4), 8, 10, CPU)
+    assert (fused["actor.0.weight"] - initial.policy.actor[0].weight).abs().max() > 1e-3  # the steps moved it
