@@ -30,6 +30,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal
 from agents.base import TensorObs
 from agents.encoders import PixelEncoder, center_crop, default_crop_size, pixel_shape, pixels_of, random_crop
 from agents.networks import mlp
+from agents.policy_inputs import PolicyInputs, option_dim, score_options
 from agents.preference_dataset import segment_obs
 
 
@@ -50,6 +51,7 @@ class CPLConfig:
     norm_obs: bool = True  # standardise vector inputs with the dataset's mean / std
     feature_dim: int = 50  # pixel policies: PixelEncoder feature size
     crop_size: int | None = None  # pixel policies: None: 100 -> 84, proportional otherwise
+    text_encoder: str | None = None  # text games: `minilm` (or a local sentence-transformers folder) scores options
 
     def __post_init__(self) -> None:
         if not 0.0 < self.bias <= 1.0:
@@ -104,8 +106,25 @@ class CPLPolicy(nn.Module):
         return Categorical(logits=out)
 
 
+class CPLTextPolicy(nn.Module):
+    """pi(option|s) for text games: every option line scored against [context embedding, numeric views] by one
+    MLP (agents/policy_inputs.py), categorical over the K options."""
+
+    def __init__(self, shapes: dict[str, tuple[tuple[int, ...], torch.dtype]], cfg: CPLConfig) -> None:
+        super().__init__()
+        context_dim = sum(shapes[name][0][0] for name in ("vector", "context") if name in shapes)
+        self.scorer = mlp(context_dim + option_dim(shapes), cfg.hidden, 1)
+        self.continuous = False
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> Distribution:
+        """Inputs (B, ...) -> pi(.|s) with batch shape (B,)."""
+        features = torch.cat([inputs[name] for name in ("vector", "context") if name in inputs], dim=1)
+        return Categorical(logits=score_options(self.scorer, features, inputs))
+
+
 class CPLAgent:
-    """CPL (or its SFT baseline) for Box, Dict-of-Box or pixel observations and Box or Discrete actions."""
+    """CPL (or its SFT baseline) for Box, Dict-of-Box, pixel or (with `text_encoder`) text-game observations and
+    Box or Discrete actions."""
 
     loop = "offline"  # scripts.train runs scripts/train_offline.py: dataset updates + evaluation episodes
 
@@ -123,7 +142,11 @@ class CPLAgent:
         self.cfg, self.device = cfg, device
         image = pixel_shape(observation_space)
         self.keys: list[str] | None = None
-        if image is not None:
+        self.text_inputs: PolicyInputs | None = None
+        if cfg.text_encoder is not None:
+            self.text_inputs = PolicyInputs(observation_space, action_space, cfg.norm_obs, 10.0, cfg.text_encoder).to(device)
+            in_dim, pixels = 0, None
+        elif image is not None:
             self.crop_size = cfg.crop_size or default_crop_size(image[1])
             in_dim, pixels = 0, (image[0], self.crop_size)
         else:
@@ -136,7 +159,10 @@ class CPLAgent:
                 raise ValueError(f"cpl needs Box, Dict or pixel observations, got {observation_space}")
             pixels = None
         self.pixels = pixels is not None
-        self.policy = CPLPolicy(in_dim, action_space, cfg, pixels).to(device)
+        if self.text_inputs is not None:
+            self.policy: nn.Module = CPLTextPolicy(self.text_inputs.shapes, cfg).to(device)
+        else:
+            self.policy = CPLPolicy(in_dim, action_space, cfg, pixels).to(device)
         if isinstance(action_space, spaces.Box):
             self.action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device)
             self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device)
@@ -149,7 +175,11 @@ class CPLAgent:
     # --- inputs ------------------------------------------------------------------------------------------
     def policy_input(self, obs: TensorObs, lead_dims: int, train: bool = False) -> torch.Tensor:
         """Observations with `lead_dims` leading dims -> policy inputs (prod(lead), ...): normalised vectors, or
-        crops of images (random while training, centre when acting)."""
+        crops of images (random while training, centre when acting); text policies: their input dict."""
+        if self.text_inputs is not None:
+            if lead_dims == 1:  # acting on env observations
+                return self.text_inputs(obs)
+            return {name: x.flatten(0, lead_dims - 1) for name, x in obs.items()}  # dataset inputs (set_dataset)
         if self.pixels:
             images = pixels_of(obs).flatten(0, lead_dims - 1)
             return random_crop(images, self.crop_size)[0] if train else center_crop(images, self.crop_size)
@@ -163,6 +193,8 @@ class CPLAgent:
     # --- data --------------------------------------------------------------------------------------------
     def set_dataset(self, data: dict[str, np.ndarray]) -> None:
         """Move a preference dataset (agents.preference_dataset layout) to the device; fit the input statistics."""
+        if self.text_inputs is not None:
+            return self.set_text_dataset(data)
         def to_tensor(x: Any) -> Any:
             if isinstance(x, dict):
                 missing = [k for k in (self.keys or []) if k not in x]
@@ -184,6 +216,28 @@ class CPLAgent:
         if not self.pixels and self.cfg.norm_obs:
             x = torch.cat([self.policy_input_raw(self.data["obs_a"]), self.policy_input_raw(self.data["obs_b"])])
             self.obs_mean, self.obs_std = x.mean(0), x.std(0) + 1e-6
+
+    def set_text_dataset(self, data: dict[str, np.ndarray]) -> None:
+        """Text policies: embed every segment step's texts once (cached per distinct text), fit the statistics of
+        the numeric views on both sides, and keep the normalised inputs (P, L, ...) on the device."""
+        assert self.text_inputs is not None
+        raw = {}
+        for side in ("a", "b"):
+            obs = segment_obs(data, side)
+            if not isinstance(obs, dict) or "text" not in obs:
+                raise ValueError("cpl with text_encoder needs text observations in the preference dataset (obs_a.text, "
+                                 "obs_a.options); record the rollouts from a text game")
+            p, length = obs["text"].shape[:2]
+            flat: dict[str, Any] = {k: [str(t) for t in v.reshape(-1)] if v.dtype.kind in "OUS"
+                                    else torch.as_tensor(v, dtype=torch.float32, device=self.device).flatten(0, 1)
+                                    for k, v in obs.items()}
+            raw[side] = {name: x.view(p, length, *x.shape[1:]) for name, x in self.text_inputs.raw(flat).items()}
+        for side in ("a", "b"):
+            self.text_inputs.update_stats(raw[side])
+        self.data = {"obs_a": self.text_inputs.normalize(raw["a"]), "obs_b": self.text_inputs.normalize(raw["b"]),
+                     "action_a": torch.as_tensor(data["action_a"], device=self.device).long(),
+                     "action_b": torch.as_tensor(data["action_b"], device=self.device).long(),
+                     "label": torch.as_tensor(data["label"], dtype=torch.float32, device=self.device)}
 
     def policy_input_raw(self, obs: TensorObs) -> torch.Tensor:
         """Un-normalised vector inputs (P * L, D) of segment observations with leaves (P, L, ...)."""
@@ -262,11 +316,16 @@ class CPLAgent:
     # --- checkpoints -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Policy, optimizer, input statistics and the step count; the dataset is not saved."""
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "obs_mean": self.obs_mean, "obs_std": self.obs_std, "num_updates": self.num_updates}
+        state = {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                 "obs_mean": self.obs_mean, "obs_std": self.obs_std, "num_updates": self.num_updates}
+        if self.text_inputs is not None:
+            state["text_inputs"] = self.text_inputs.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.obs_mean, self.obs_std = state["obs_mean"].to(self.device), state["obs_std"].to(self.device)
         self.num_updates = int(state["num_updates"])
+        if self.text_inputs is not None:
+            self.text_inputs.load_state_dict(state["text_inputs"])

@@ -123,3 +123,42 @@ def test_checkpoint_round_trip_and_bias_validation():
     torch.testing.assert_close(restored.act(probe, deterministic=True), agent.act(probe, deterministic=True))
     with pytest.raises(ValueError, match="bias"):
         CPLConfig(bias=0.0)
+
+
+FRUITS = ["apple", "banana", "cherry", "grape", "mango", "pear"]
+TOOLS = ["hammer", "wrench", "saw", "drill", "screwdriver", "pliers"]
+TEXT_SPACE = spaces.Dict({"text": spaces.Text(200), "options": spaces.Text(200), "hint": spaces.Box(0, 1, (1,))})
+
+
+def fruit_step(rng: np.random.Generator) -> tuple[str, str, int]:
+    """A 'hand me something to eat' prompt, options (one fruit, two tools, shuffled), the fruit's index."""
+    items = [rng.choice(FRUITS), *rng.choice(TOOLS, 2, replace=False)]
+    order = rng.permutation(3)
+    options = "\n".join(f"({i}) the {items[j]}" for i, j in enumerate(order))
+    return "Please hand me something to eat.\n" + options, options, int(np.argmin(order))
+
+
+def test_text_policy_learns_which_option_the_text_asks_for():
+    """Pairs of one-step segments: picking the fruit is preferred over picking a tool. Random picks it 1/3."""
+    rng = np.random.default_rng(0)
+    pairs = 200
+    texts, options, fruit = zip(*(fruit_step(rng) for _ in range(pairs)))
+    tool = [(f + 1 + rng.integers(2)) % 3 for f in fruit]
+    a_first = rng.random(pairs) < 0.5
+    obs = {"text": np.array(texts)[:, None], "options": np.array(options)[:, None], "hint": rng.random((pairs, 1, 1))}
+    data = {"obs_a.text": obs["text"], "obs_a.options": obs["options"], "obs_a.hint": obs["hint"],
+            "obs_b.text": obs["text"], "obs_b.options": obs["options"], "obs_b.hint": obs["hint"],
+            "action_a": np.where(a_first, fruit, tool)[:, None], "action_b": np.where(a_first, tool, fruit)[:, None],
+            "label": a_first.astype(np.float32)}
+    torch.manual_seed(0)
+    agent = CPLAgent(TEXT_SPACE, spaces.Discrete(3), CPLConfig(text_encoder="minilm", lr=1e-3, batch_size=32), 1, 1, CPU)
+    agent.set_dataset(data)
+    assert agent.data["obs_a"]["options"].shape == (pairs, 1, 3, 384)
+    for _ in range(150):
+        agent.update()
+    probe = [fruit_step(np.random.default_rng(seed)) for seed in range(100, 400)]
+    obs = {"text": [p[0] for p in probe], "options": [p[1] for p in probe], "hint": torch.rand(len(probe), 1)}
+    picked = agent.act(obs, deterministic=True)
+    assert (picked == torch.tensor([p[2] for p in probe])).float().mean() > 0.9
+    with pytest.raises(ValueError, match="text observations"):
+        agent.set_dataset({k: v for k, v in data.items() if "text" not in k and "options" not in k})
