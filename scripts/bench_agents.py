@@ -13,6 +13,8 @@ Parts (budgets are defaults; each flag is listed by --help):
                  trained PPO's rollouts at noise 0 / 0.3 / 1, gold labels by the dense reward's gain over a segment
     ppo_text     our PPO on each text bandit (numeric views) vs the oracle's and a random policy's return
     cpl_text     CPL on gold preferences between random one-step segments of FlightPreference vs random
+    text_policies  PPO (FlightPreference, InstructionFeedback) and CPL (FlightPreference) reading the text with the
+                 bundled sentence encoder (agent.text_encoder=minilm) instead of the numeric views
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from scripts.train import make_envs, train
 CONF = Path(__file__).resolve().parent / "conf"
 CPU = torch.device("cpu")
 TEXT_ENVS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0")
-PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text")
+PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies")
 
 
 def train_config(*overrides: str) -> Any:
@@ -265,8 +267,54 @@ def cpl_text(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     return out
 
 
+def text_policies(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """PPO and CPL reading the text (agent.text_encoder=minilm) instead of the numeric views."""
+    from scripts.make_preferences import make_preferences
+
+    results: dict[str, Any] = {}
+    for env_id in ("crlab/FlightPreference-v0", "crlab/InstructionFeedback-v0"):
+        env = gymnasium.make_vec(env_id, num_envs=16)
+        torch.manual_seed(args.seed)
+        agent = make_agent("ppo", {"num_steps": 32, "num_minibatches": 4, "hidden": [256, 256], "gamma": 0.99,
+                                   "ent_coef": 0.01, "lr": 1e-3, "total_env_steps": args.text_policy_steps,
+                                   "text_encoder": "minilm"},
+                           env.single_observation_space, env.single_action_space, env.num_envs, 10, CPU)
+        start = time.perf_counter()
+        run_online(agent, env, args.text_policy_steps, args.seed)
+        greedy = lambda obs: agent.act(obs_to_tensor(obs, CPU), deterministic=True).numpy()  # noqa: E731
+        name = env_id.split("/")[1].removesuffix("-v0")
+        results[f"ppo_{name}"] = {
+            "ppo": mean_return(env, greedy, 500, args.seed + 1),
+            "oracle": mean_return(env, lambda obs: env.unwrapped.oracle_actions(), 500, args.seed + 1),
+            "random": mean_return(env, lambda obs: env.action_space.sample(), 500, args.seed + 1),
+            "env_steps": args.text_policy_steps, "train_s": time.perf_counter() - start}
+        env.close()
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        prefs_cfg = compose("make_preferences", overrides=[
+            f"rollouts={out_dir / 'flight_rollouts_text'}", "record.env=crlab/FlightPreference-v0",
+            "record.episodes=4000", "record.num_envs=64", f"pairs={args.cpl_text_pairs}", "segment_length=1",
+            f"seed={args.seed}"])
+    data = load_preference_dataset(make_preferences(prefs_cfg))
+    env = gymnasium.make_vec("crlab/FlightPreference-v0", num_envs=64)
+    torch.manual_seed(args.seed)
+    agent = make_agent("cpl", {"hidden": [256, 256], "alpha": 1.0, "lr": 1e-3, "text_encoder": "minilm"},
+                       env.single_observation_space, env.single_action_space, env.num_envs, 1, CPU)
+    agent.set_dataset(data)
+    for _ in range(args.cpl_text_updates):
+        agent.update()
+    greedy = lambda obs: agent.act(obs_to_tensor(obs, CPU), deterministic=True).numpy()  # noqa: E731
+    results["cpl_FlightPreference"] = {
+        "cpl": mean_return(env, greedy, 500, args.seed + 1),
+        "oracle": mean_return(env, lambda obs: env.unwrapped.oracle_actions(), 500, args.seed + 1),
+        "random": mean_return(env, lambda obs: env.action_space.sample(), 500, args.seed + 1),
+        "pairs": int(len(data["label"])), "updates": args.cpl_text_updates}
+    env.close()
+    return results
+
+
 RUNNERS = {"ppo_reach": ppo_reach, "ppo_vs_sb3": ppo_vs_sb3, "curl_pixels": curl_pixels, "cpl_reach": cpl_reach,
-           "ppo_text": ppo_text, "cpl_text": cpl_text}
+           "ppo_text": ppo_text, "text_policies": text_policies, "cpl_text": cpl_text}
 
 
 def flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
@@ -293,6 +341,8 @@ def main() -> None:
     parser.add_argument("--cpl-updates", type=int, default=3_000, help="cpl_reach: gradient steps of CPL and of SFT")
     parser.add_argument("--text-steps", type=int, default=150_000, help="ppo_text: env steps per game")
     parser.add_argument("--cpl-text-pairs", type=int, default=3000)
+    parser.add_argument("--text-policy-steps", type=int, default=20_000,
+                        help="text_policies: PPO env steps per game (the sentence encoder runs every step)")
     parser.add_argument("--cpl-text-updates", type=int, default=3000)
     parser.add_argument("--out-dir", type=Path, default=None, help="run directories (default: a temp dir)")
     parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")

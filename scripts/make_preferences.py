@@ -56,12 +56,6 @@ def make_record_env(name: str, num_envs: int, env_kwargs: dict[str, Any], render
                               render_mode="rgb_array" if render else None, **kwargs)
 
 
-def numeric(obs: Any) -> Any:
-    """Drop the text leaves of a dict observation (agents read the numeric views)."""
-    if isinstance(obs, dict):
-        return {k: v for k, v in obs.items() if np.asarray(v).dtype.kind in "biuf"}
-    return obs
-
 
 class NoisyPolicy:
     """A checkpoint's policy (or uniform random actions) plus per-copy noise: Gaussian with std `noise` half-ranges
@@ -88,7 +82,7 @@ class NoisyPolicy:
         n = len(noise)
         if self.agent is None:
             return np.stack([self.space.sample() for _ in range(n)])
-        action = self.agent.act(obs_to_tensor(numeric(obs), self.agent.device), deterministic=True).cpu().numpy()
+        action = self.agent.act(obs_to_tensor(obs, self.agent.device), deterministic=True).cpu().numpy()
         if isinstance(self.space, gymnasium.spaces.Discrete):
             explore = self.rng.random(n) < noise
             return np.where(explore, self.rng.integers(self.space.start, self.space.start + self.space.n, n), action)
@@ -169,6 +163,13 @@ def rows_to_arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return out
 
 
+def numeric(obs: Any) -> Any:
+    """The numeric leaves of a dict observation (what a preference reward model reads)."""
+    if isinstance(obs, dict):
+        return {k: v for k, v in obs.items() if np.asarray(v).dtype.kind in "biuf"}
+    return obs
+
+
 # --- segments and labels ------------------------------------------------------------------------------------
 def sample_segments(data: Rollouts, count: int, length: int, rng: np.random.Generator) -> np.ndarray:
     """Row indices (count, length) of random windows inside single episodes, uniform over all windows."""
@@ -240,7 +241,7 @@ def make_preferences(cfg: DictConfig) -> Path:
     rows = sample_segments(data, 2 * cfg.pairs, cfg.segment_length, rng)
     rows_a, rows_b = rows[: cfg.pairs], rows[cfg.pairs:]
     labels = label_pairs(cfg, data, rows_a, rows_b).numpy()
-    obs = numeric(data.obs)
+    obs = data.obs  # text leaves too (unicode arrays): text policies read them, the others skip them
     reward = data.arrays["reward"]
     out = Path(cfg.out) if cfg.out else rollouts.parent / f"{rollouts.stem}_{cfg.labeler}_prefs.npz"
     path = save_preference_dataset(

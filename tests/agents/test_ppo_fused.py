@@ -5,7 +5,7 @@ import torch
 from gymnasium import spaces
 
 from agents.ppo import clipped_surrogate_loss, value_loss
-from agents.ppo_fused import StackedActorCritic, tanh_mlp_layers
+from agents.ppo_fused import ppo_gradients, tanh_mlp_layers
 from agents.ppo_policy import ActorCritic
 
 SHAPES = {"vector": ((5,), torch.float32)}
@@ -48,16 +48,15 @@ def test_fused_gradients_equal_autograd(continuous, value_clip, ent_coef, hidden
     with torch.no_grad():  # a non-trivial actor head (CleanRL initialises it near zero)
         tanh_mlp_layers(policy.actor)[-1].weight.mul_(50)
     mb = minibatch(policy, continuous)
-    expected = dict(zip([n for n, _ in policy.named_parameters()], autograd_grads(policy, mb, value_clip, 0.5, ent_coef)))
-    stacked = StackedActorCritic(policy)
-    stacked.flat.grad.fill_(float("nan"))  # every entry must be overwritten
-    log_ratio, pg, v, entropy = stacked.gradients(mb["x"], mb["actions"], mb["old_log_probs"], mb["old_values"],
-                                                  mb["returns"], mb["advantages"], 0.2, value_clip, 0.5, ent_coef)
+    expected = autograd_grads(policy, mb, value_clip, 0.5, ent_coef)
+    for p in policy.parameters():
+        p.grad = torch.full_like(p, float("nan"))  # every entry must be overwritten
+    log_ratio, pg, v, entropy = ppo_gradients(policy, mb["x"], mb["actions"], mb["old_log_probs"], mb["old_values"],
+                                             mb["returns"], mb["advantages"], 0.2, value_clip, 0.5, ent_coef)
     ratio = log_ratio.exp()
     assert ((ratio - 1).abs() > 0.2).float().mean() > 0.2 and ((ratio - 1).abs() < 0.2).float().mean() > 0.2
-    assert set(expected) == {name for name, _ in policy.named_parameters()}
-    for name, p in policy.named_parameters():
-        torch.testing.assert_close(p.grad, expected[name], rtol=1e-4, atol=1e-6, msg=name)
+    for (name, p), want in zip(policy.named_parameters(), expected):
+        torch.testing.assert_close(p.grad, want, rtol=1e-4, atol=1e-6, msg=name)
     out, values = policy({"vector": mb["x"]})
     log_prob, want_entropy = policy.log_prob_entropy(out, mb["actions"])
     torch.testing.assert_close(pg, clipped_surrogate_loss(log_prob - mb["old_log_probs"], mb["advantages"], 0.2))
@@ -68,19 +67,3 @@ def test_fused_gradients_equal_autograd(continuous, value_clip, ent_coef, hidden
 def test_rejects_other_network_shapes():
     with pytest.raises(ValueError, match="Linear/Tanh"):
         tanh_mlp_layers(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 1)))
-
-
-def test_stacking_keeps_the_modules_working_and_shares_storage():
-    torch.manual_seed(0)
-    policy = ActorCritic(SHAPES, spaces.Box(-1, 1, (2,)), [8, 8], init_log_std=0.0)
-    x = {"vector": torch.randn(4, 5)}
-    before = policy(x)
-    stacked = StackedActorCritic(policy)
-    for got, want in zip(policy(x), before):
-        torch.testing.assert_close(got, want)
-    assert stacked.flat.numel() == sum(p.numel() for p in policy.parameters())
-    with torch.no_grad():
-        stacked.flat.add_(1.0)  # an optimizer step on the flat tensor moves the modules' weights
-    assert torch.equal(stacked.weights[1][1], policy.actor[2].weight) and (policy.critic[0].bias == 1.0).all()
-    state = policy.state_dict()
-    assert set(state) == set(ActorCritic(SHAPES, spaces.Box(-1, 1, (2,)), [8, 8], 0.0).state_dict())

@@ -85,11 +85,14 @@ def test_noisy_teacher_and_preference_model_labeler(reach_rollouts, tmp_path):
         make_preferences(prefs_config(f"rollouts={folder}", "labeler=vlm_preference", "pairs=5", "segment_length=2"))
 
 
-def test_text_bandit_rollouts_keep_numeric_views(tmp_path):
+def test_text_bandit_rollouts_keep_numeric_views_and_text(tmp_path):
     cfg = prefs_config(f"rollouts={tmp_path / 'flight'}", "record.env=crlab/FlightPreference-v0", "record.episodes=40",
                        "record.num_envs=8", "pairs=30", "segment_length=1")
     data = load_preference_dataset(make_preferences(cfg))
-    assert set(k for k in data if k.startswith("obs_a.")) == {"obs_a.features", "obs_a.utterance"}
+    assert set(k for k in data if k.startswith("obs_a.")) == {"obs_a.features", "obs_a.utterance", "obs_a.text",
+                                                               "obs_a.options"}
+    assert data["obs_a.text"].dtype.kind == "U" and data["obs_a.text"].shape == (30, 1)  # no pickled objects
+    assert data["obs_a.options"][0, 0].count("\n") == 2  # three option lines
     assert data["action_a"].shape == (30, 1)
 
 
