@@ -7,7 +7,7 @@ Parts (budgets are defaults; each flag is listed by --help):
     ppo_vs_sb3   env-steps/s of our PPO (closed-form gradient, and autograd) and SB3 PPO in one process: same
                  vector env (32 copies), rollout length 64, tanh [64, 64] actor and critic, 8 minibatches,
                  10 epochs, observation normalisation
-    curl_pixels  CURL on reach from 32x32 pixels (crop 27, action repeat 2, dense reward) for --curl-seconds:
+    curl_pixels  CURL on reach from 32x32 pixels (--curl-image-size; crop 27, action repeat 2, dense reward) for --curl-seconds:
                  success and return vs a random policy on the same env
     cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps: a partly
                  trained PPO's rollouts at noise 0 / 0.3 / 1, gold labels by the dense reward's gain over a segment
@@ -37,6 +37,7 @@ from hydra import compose, initialize_config_dir
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import make_agent
 from agents.base import obs_to_tensor
+from agents.encoders import default_crop_size
 from agents.preference_dataset import load_preference_dataset
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig
 from envs.batched import true_next_obs
@@ -172,10 +173,11 @@ def ppo_vs_sb3(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
 
 
 def curl_pixels(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
-    # Small frames keep a CPU update near 25 ms (48-px frames: 78 ms); action repeat 2 over 25 agent steps is the
+    # Small frames keep a CPU update near 30 ms (48-px frames: 75 ms); action repeat 2 over 25 agent steps is the
     # same 50 control steps per episode as the state env.
+    size = args.curl_image_size
     env_overrides = ["env=reach_pixels", "env.num_envs=4", "env.max_episode_steps=25", "env.kwargs.reward_type=dense",
-                     "env.kwargs.image_size=32", "env.kwargs.action_repeat=2", "env.kwargs.goal_image=false",
+                     f"env.kwargs.image_size={size}", "env.kwargs.action_repeat=2", "env.kwargs.goal_image=false",
                      "eval_episodes=50", f"seed={args.seed}"]
     cfg = train_config("agent=curl", *env_overrides, "total_env_steps=10_000_000", f"time_limit_s={args.curl_seconds}",
                        f"eval_every={args.curl_eval_every}", "checkpoint_every=1_000_000", "agent.batch_size=64",
@@ -187,7 +189,8 @@ def curl_pixels(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     eval_env.close()
     return {"success": row["eval_success_rate"], "return": row["eval_return"], "env_steps": int(row["env_steps"]),
             "wall_s": row["wall_time_s"], "random_success": random_row["eval_success_rate"],
-            "random_return": random_row["eval_return"], "image_size": 32, "crop": 27, "action_repeat": 2,
+            "random_return": random_row["eval_return"], "image_size": size, "crop": default_crop_size(size),
+            "action_repeat": 2,
             "metrics_csv": str(run_dir / "metrics.csv")}
 
 
@@ -332,6 +335,7 @@ def main() -> None:
     parser.add_argument("--throughput-steps", type=int, default=40_960, help="ppo_vs_sb3: env steps each")
     parser.add_argument("--curl-seconds", type=float, default=1800.0, help="curl_pixels: wall-clock budget")
     parser.add_argument("--curl-eval-every", type=int, default=10_000)
+    parser.add_argument("--curl-image-size", type=int, default=32, help="curl_pixels: frame size (crop: 84 %%)")
     parser.add_argument("--cpl-behaviour-steps", type=int, default=60_000, help="cpl_reach: PPO steps of the data policy")
     parser.add_argument("--cpl-episodes", type=int, default=600)
     parser.add_argument("--cpl-pairs", type=int, default=3000)
