@@ -13,7 +13,6 @@ MLP over [context features, option embedding, option row], so it is equivariant 
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -94,7 +93,7 @@ class PolicyInputs(nn.Module):
                 self.pixel_keys = [k for k in (PIXEL_KEY, GOAL_IMAGE_KEY) if k in space.spaces]
             self.vector_keys = policy_input_keys(space)
         else:
-            raise ValueError(f"ppo needs Box or Dict observations, got {space}")
+            raise ValueError(f"the policy needs Box or Dict observations, got {space}")
 
         if text_encoder is not None:
             self._init_text(space, action_space, text_encoder)
@@ -107,7 +106,7 @@ class PolicyInputs(nn.Module):
         if vector_dim:
             self.shapes["vector"] = ((vector_dim,), torch.float32)
         if not self.shapes:
-            raise ValueError(f"ppo found nothing to read in {space}: no Box, image or (with text_encoder) text entry")
+            raise ValueError(f"the policy found nothing to read in {space}: no Box, image or (with text_encoder) text entry")
         self.vector_stats = RunningMeanStd(vector_dim)
         if self.option_keys:
             self.option_stats = RunningMeanStd(self.shapes["option_vector"][0][1])
@@ -149,9 +148,9 @@ class PolicyInputs(nn.Module):
             device = self.vector_stats.mean.device
             options = [self.option_lines(text) for text in obs["options"]]  # type: ignore[index]
             contexts = [context_text(text, lines) for text, lines in zip(obs["text"], options)]  # type: ignore[index]
-            inputs["context"] = self.embed(contexts).to(device)
-            inputs["options"] = self.embed([line for lines in options for line in lines]).to(device).view(
-                len(options), self.num_options, -1)
+            embedded = self.embed(contexts + [line for lines in options for line in lines]).to(device)  # one call
+            n = len(contexts)
+            inputs["context"], inputs["options"] = embedded[:n], embedded[n:].view(n, self.num_options, -1)
         if self.option_keys:
             inputs["option_vector"] = self._option_vector(obs)
         return inputs
