@@ -7,7 +7,7 @@ Parts (budgets are defaults; each flag is listed by --help):
     ppo_vs_sb3   env-steps/s of our PPO (closed-form gradient, and autograd) and SB3 PPO in one process: same
                  vector env (32 copies), rollout length 64, tanh [64, 64] actor and critic, 8 minibatches,
                  10 epochs, observation normalisation
-    curl_pixels  CURL on reach from 32x32 pixels (--curl-image-size; crop 27, action repeat 2, dense reward) for --curl-seconds:
+    curl_pixels  CURL on reach from 48x48 pixels (--curl-image-size; crop 40, action repeat 2, dense reward) for --curl-seconds:
                  success and return vs a random policy on the same env
     cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps: a partly
                  trained PPO's rollouts at noise 0 / 0.3 / 1, gold labels by the dense reward's gain over a segment
@@ -173,8 +173,9 @@ def ppo_vs_sb3(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
 
 
 def curl_pixels(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
-    # Small frames keep a CPU update near 30 ms (48-px frames: 75 ms); action repeat 2 over 25 agent steps is the
-    # same 50 control steps per episode as the state env.
+    # Small frames keep a CPU update affordable (48 px: 75 ms, 32 px: 30 ms, but 32 px learns far more slowly: the
+    # goal is a 1-2 px dot); action repeat 2 over 25 agent steps is the same 50 control steps per episode as the
+    # state env.
     size = args.curl_image_size
     env_overrides = ["env=reach_pixels", "env.num_envs=4", "env.max_episode_steps=25", "env.kwargs.reward_type=dense",
                      f"env.kwargs.image_size={size}", "env.kwargs.action_repeat=2", "env.kwargs.goal_image=false",
@@ -333,9 +334,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--ppo-steps", type=int, default=500_000, help="ppo_reach: env steps")
     parser.add_argument("--throughput-steps", type=int, default=40_960, help="ppo_vs_sb3: env steps each")
-    parser.add_argument("--curl-seconds", type=float, default=1800.0, help="curl_pixels: wall-clock budget")
+    parser.add_argument("--curl-seconds", type=float, default=3300.0, help="curl_pixels: wall-clock budget")
     parser.add_argument("--curl-eval-every", type=int, default=10_000)
-    parser.add_argument("--curl-image-size", type=int, default=32, help="curl_pixels: frame size (crop: 84 %%)")
+    parser.add_argument("--curl-image-size", type=int, default=48, help="curl_pixels: frame size (crop: 84 %%)")
     parser.add_argument("--cpl-behaviour-steps", type=int, default=60_000, help="cpl_reach: PPO steps of the data policy")
     parser.add_argument("--cpl-episodes", type=int, default=600)
     parser.add_argument("--cpl-pairs", type=int, default=3000)
