@@ -4,9 +4,9 @@
 
 Parts (budgets are defaults; each flag is listed by --help):
     ppo_reach    our PPO on reach (dense reward, 32 copies) through scripts.train: final success (target >= 0.8)
-    ppo_vs_sb3   env-steps/s of our PPO (closed-form gradient, and autograd) and SB3 PPO in one process: same
-                 vector env (32 copies), rollout length 64, tanh [64, 64] actor and critic, 8 minibatches,
-                 10 epochs, observation normalisation
+    ppo_vs_sb3   env-steps/s of our PPO (closed-form step compiled (agent.compile=true) and eager, and autograd)
+                 and SB3 PPO in one process: same vector env (32 copies), rollout length 64, tanh [64, 64] actor and
+                 critic, 8 minibatches, 10 epochs, observation normalisation; each after an untimed warm-up update
     curl_pixels  CURL on reach from 48x48 pixels (--curl-image-size; crop 40, action repeat 2, dense reward) for --curl-seconds:
                  success and return vs a random policy on the same env
     cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps: a partly
@@ -145,31 +145,38 @@ def ppo_reach(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
 
 
 def ppo_vs_sb3(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
-    num_envs, steps = 32, args.throughput_steps
+    """Each agent first runs one rollout + update untimed (for compile=true that includes compiling, reported as
+    warmup_s), then `--throughput-steps` timed env steps."""
+    num_envs, steps, warmup = 32, args.throughput_steps, 64 * 32
 
     def env() -> gymnasium.vector.VectorEnv:
         return gymnasium.make_vec("crlab/Reach-v0", num_envs=num_envs, max_episode_steps=50, reward_type="dense")
 
-    def ours(fused: bool) -> float:
+    def ours(**overrides: Any) -> tuple[float, float]:
         ours_env = env()
         torch.manual_seed(args.seed)
         agent = make_agent("ppo", {"num_steps": 64, "num_minibatches": 8, "update_epochs": 10, "hidden": [64, 64],
-                                   "fused_gradients": fused},
+                                   **overrides},
                            ours_env.single_observation_space, ours_env.single_action_space, num_envs, 50, CPU)
-        return run_online(agent, ours_env, steps, args.seed)
+        warmup_s = warmup / run_online(agent, ours_env, warmup, args.seed)
+        return run_online(agent, ours_env, steps, args.seed + 1), warmup_s
 
-    ours_sps, autograd_sps = ours(fused=True), ours(fused=False)
+    compiled_sps, compile_warmup_s = ours(compile=True)
+    closed_form_sps, _ = ours()
+    autograd_sps, _ = ours(fused_gradients=False)
     sb3_env = env()
     sb3 = SB3PPOAgent(sb3_env.single_observation_space, sb3_env.single_action_space,
                       SB3PPOConfig(num_steps=64, num_minibatches=8, update_epochs=10, hidden=[64, 64]), num_envs, 50, CPU)
     venv = sb3.bind(sb3_env)
     venv.seed(args.seed)
-    start = time.perf_counter()
-    sb3.model.learn(total_timesteps=steps)
-    sb3_sps = sb3.env_steps / (time.perf_counter() - start)
-    return {"ours_env_steps_per_s": ours_sps, "ours_autograd_env_steps_per_s": autograd_sps,
-            "sb3_env_steps_per_s": sb3_sps, "speedup": ours_sps / sb3_sps,
-            "env_steps": steps, "num_envs": num_envs}
+    sb3.model.learn(total_timesteps=warmup)
+    start, first = time.perf_counter(), sb3.env_steps
+    sb3.model.learn(total_timesteps=steps, reset_num_timesteps=False)
+    sb3_sps = (sb3.env_steps - first) / (time.perf_counter() - start)
+    return {"ours_compiled_env_steps_per_s": compiled_sps, "ours_env_steps_per_s": closed_form_sps,
+            "ours_autograd_env_steps_per_s": autograd_sps, "sb3_env_steps_per_s": sb3_sps,
+            "speedup_compiled": compiled_sps / sb3_sps, "speedup": closed_form_sps / sb3_sps,
+            "compile_warmup_s": compile_warmup_s, "env_steps": steps, "num_envs": num_envs}
 
 
 def curl_pixels(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
@@ -333,7 +340,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
     parser.add_argument("--ppo-steps", type=int, default=500_000, help="ppo_reach: env steps")
-    parser.add_argument("--throughput-steps", type=int, default=40_960, help="ppo_vs_sb3: env steps each")
+    parser.add_argument("--throughput-steps", type=int, default=81_920, help="ppo_vs_sb3: timed env steps each")
     parser.add_argument("--curl-seconds", type=float, default=3300.0, help="curl_pixels: wall-clock budget")
     parser.add_argument("--curl-eval-every", type=int, default=10_000)
     parser.add_argument("--curl-image-size", type=int, default=48, help="curl_pixels: frame size (crop: 84 %%)")

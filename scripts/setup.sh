@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot set-up on a fresh Debian machine with Python 3.11: system libraries for headless MuJoCo rendering
-# (EGL through Mesa, works without a GPU), a virtual environment in .venv, and crlab in editable mode with
-# its dependencies and test tools. Safe to re-run.
+# (EGL through Mesa, works without a GPU), a C++ compiler for torch.compile, a virtual environment in .venv, and
+# crlab in editable mode with its dependencies and test tools. Safe to re-run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +9,10 @@ SUDO=""
 [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 if command -v apt-get >/dev/null; then
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-    libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgles2 libosmesa6 >/dev/null
+  PKGS="libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libglx-mesa0 libgles2 libosmesa6"
+  PKGS="$PKGS g++"  # torch.compile builds C++ kernels on CPU (agent.compile=true) ...
+  apt-cache show python3.11-dev >/dev/null 2>&1 && PKGS="$PKGS python3.11-dev"  # ... against the Python headers
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PKGS >/dev/null
 fi
 
 PYTHON="${PYTHON:-python3.11}"

@@ -290,21 +290,46 @@ def test_first_minibatch_replays_the_acting_policy(fused):
     assert agent.obs_input.vector_stats.count.item() == pytest.approx(2 * 4 * 8, abs=1e-3)
 
 
-def test_fused_and_autograd_agents_take_the_same_steps():
+def train_side_by_side(*cfgs: PPOConfig) -> list[PPOAgent]:
+    """Agents built from the same seed, each updated on the same two rollouts (same actions, minibatch orders)."""
     agents = []
-    for fused in (True, False):
+    for cfg in cfgs:
         torch.manual_seed(0)
-        cfg = PPOConfig(num_steps=4, num_minibatches=2, update_epochs=3, lr=1e-2, fused_gradients=fused)
         agents.append(PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), cfg, 8, 10, CPU))
     for agent in agents:
-        torch.manual_seed(1)  # same actions and minibatch orders
+        torch.manual_seed(1)
         for seed in range(2):
             fill_rollout(agent, seed)
             agent.update()
-    fused, plain = (dict(a.policy.named_parameters()) for a in agents)
-    assert fused.keys() == plain.keys()
-    for name in fused:
-        torch.testing.assert_close(fused[name], plain[name], rtol=1e-4, atol=1e-5, msg=name)
+    return agents
+
+
+def assert_same_parameters(a: PPOAgent, b: PPOAgent) -> None:
+    mine, theirs = dict(a.policy.named_parameters()), dict(b.policy.named_parameters())
+    assert mine.keys() == theirs.keys()
+    for name in mine:
+        torch.testing.assert_close(mine[name], theirs[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_fused_and_autograd_agents_take_the_same_steps():
+    fused, plain = train_side_by_side(*(PPOConfig(num_steps=4, num_minibatches=2, update_epochs=3, lr=1e-2,
+                                                  fused_gradients=f) for f in (True, False)))
+    assert_same_parameters(fused, plain)
     torch.manual_seed(0)
     initial = PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), PPOConfig(num_steps=4), 8, 10, CPU)
-    assert (fused["actor.0.weight"] - initial.policy.actor[0].weight).abs().max() > 1e-3  # the steps moved it
+    assert (fused.policy.actor[0].weight - initial.policy.actor[0].weight).abs().max() > 1e-3  # the steps moved it
+
+
+def test_compiled_agent_takes_the_same_steps(one_thread):
+    """compile=true runs the same step through torch.compile (generated C++ on CPU): same actions and updates."""
+    compiled, eager = train_side_by_side(*(PPOConfig(num_steps=4, num_minibatches=2, update_epochs=3, lr=1e-2,
+                                                     compile=c) for c in (True, False)))
+    assert_same_parameters(compiled, eager)
+    probe = {k: torch.randn(5, *s.shape) for k, s in GOAL_SPACE.items()}
+    torch.testing.assert_close(compiled.act(probe, deterministic=True), eager.act(probe, deterministic=True))
+    assert compiled.fused_step.step.item() == 2 * 3 * 2  # two updates of 3 epochs x 2 minibatches
+
+
+def test_compile_needs_the_closed_form_step():
+    with pytest.raises(ValueError, match="compile=true needs the closed-form step.*fused_gradients=False"):
+        PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), PPOConfig(compile=True, fused_gradients=False), 2, 10, CPU)
