@@ -316,6 +316,11 @@ class PPOAgent:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved_fused = "exp_avg" in state["optimizer"]  # the closed-form step's flat Adam state, else torch.optim's
+        if saved_fused != self.fused:
+            kind = lambda fused: "the closed-form step" if fused else "autograd and torch.optim.Adam"  # noqa: E731
+            raise ValueError(f"this checkpoint was trained with {kind(saved_fused)}, this agent uses {kind(self.fused)}: "
+                             f"resume with fused_gradients={str(saved_fused).lower()} (and the same observations)")
         self.policy.load_state_dict(state["policy"])
         self.obs_input.load_state_dict(state["obs_input"])
         (self.fused_step or self.optimizer).load_state_dict(state["optimizer"])

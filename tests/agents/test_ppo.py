@@ -129,6 +129,9 @@ def test_state_dict_round_trip_restores_deterministic_actions():
     probe = {k: 3 + 2 * torch.randn(16, *s.shape) for k, s in GOAL_SPACE.items()}
     torch.testing.assert_close(restored.act(probe, deterministic=True), agent.act(probe, deterministic=True))
     assert restored.iteration == agent.iteration == 2
+    autograd = PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), PPOConfig(fused_gradients=False), 8, 10, CPU)
+    with pytest.raises(ValueError, match="resume with fused_gradients=true"):
+        autograd.load_state_dict(agent.state_dict())
 
 
 @pytest.fixture
