@@ -9,8 +9,9 @@ Parts (budgets are defaults; each flag is listed by --help):
                  critic, 8 minibatches, 10 epochs, observation normalisation; each after an untimed warm-up update
     curl_pixels  CURL on reach from 48x48 pixels (--curl-image-size; crop 40, action repeat 2, dense reward) for --curl-seconds:
                  success and return vs a random policy on the same env
-    cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps: a partly
-                 trained PPO's rollouts at noise 0 / 0.3 / 1, gold labels by the dense reward's gain over a segment
+    cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps, per seed:
+                 rollouts of random actions (--cpl-data ppo: a partly trained PPO at noise 0 / 0.3 / 1), gold
+                 labels by the dense reward's gain over a segment
     ppo_text     our PPO on each text bandit (numeric views) vs the oracle's and a random policy's return
     cpl_text     CPL on gold preferences between random one-step segments of FlightPreference vs random
     text_policies  PPO (FlightPreference, InstructionFeedback) and CPL (FlightPreference) reading the text with the
@@ -202,30 +203,45 @@ def curl_pixels(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             "metrics_csv": str(run_dir / "metrics.csv")}
 
 
-def cpl_reach(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+def cpl_dataset(args: argparse.Namespace, out_dir: Path, seed: int) -> tuple[Path, float | None]:
+    """Record reach rollouts and label random segment pairs by their progress (gain of the dense reward); returns
+    the dataset and, for --cpl-data ppo, the data policy's success. `random`: uniform random actions. `ppo`: a
+    partly trained PPO at action noise 0 / 0.3 / 1."""
     from scripts.make_preferences import make_preferences
 
-    # a partly trained PPO: its rollouts at noise 0 / 0.3 / 1.0 give segments of every quality
-    cfg = train_config("agent=ppo", "env=reach", "env.kwargs.reward_type=dense", "env.num_envs=32",
-                       f"total_env_steps={args.cpl_behaviour_steps}", f"eval_every={args.cpl_behaviour_steps}",
-                       f"checkpoint_every={args.cpl_behaviour_steps}", f"seed={args.seed}")
-    behaviour = last_row(train(cfg, out_dir / "cpl_behaviour"))
+    record = ["record.env=reach", "record.env_kwargs={reward_type: dense}", f"record.episodes={args.cpl_episodes}"]
+    behaviour_success = None
+    if args.cpl_data == "ppo":
+        cfg = train_config("agent=ppo", "env=reach", "env.kwargs.reward_type=dense", "env.num_envs=32",
+                           f"total_env_steps={args.cpl_behaviour_steps}", f"eval_every={args.cpl_behaviour_steps}",
+                           f"checkpoint_every={args.cpl_behaviour_steps}", f"seed={seed}")
+        behaviour_success = last_row(train(cfg, out_dir / "cpl_behaviour"))["eval_success_rate"]
+        record += [f"record.checkpoint={out_dir / 'cpl_behaviour' / 'checkpoints' / 'latest.pt'}"]
+    else:
+        record += ["record.noise=[0.0]"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         prefs_cfg = compose("make_preferences", overrides=[
-            f"rollouts={out_dir / 'cpl_rollouts'}", "record.env=reach", "record.env_kwargs={reward_type: dense}",
-            f"record.checkpoint={out_dir / 'cpl_behaviour' / 'checkpoints' / 'latest.pt'}",
-            f"record.episodes={args.cpl_episodes}", f"pairs={args.cpl_pairs}", "segment_length=25", f"seed={args.seed}",
-            f"gold_score={args.cpl_gold_score}"])
-    dataset = make_preferences(prefs_cfg)
-    data = load_preference_dataset(dataset)
-    results: dict[str, Any] = {"behaviour_success": behaviour["eval_success_rate"], "pairs": int(len(data["label"]))}
-    for name, sft in (("cpl", False), ("sft", True)):
-        run_cfg = train_config("agent=cpl", "env=reach", f"agent.dataset={dataset}", f"agent.sft={str(sft).lower()}", f"agent.alpha={args.cpl_alpha}",
-                               f"total_env_steps={args.cpl_updates}", f"eval_every={args.cpl_updates}",
-                               f"checkpoint_every={args.cpl_updates}", f"seed={args.seed}", "eval_episodes=200")
-        row = last_row(train(run_cfg, out_dir / f"cpl_reach_{name}"))
-        results[f"{name}_success"] = row["eval_success_rate"]
-        results[f"{name}_return"] = row["eval_return"]
+            f"rollouts={out_dir / 'cpl_rollouts'}", *record, f"pairs={args.cpl_pairs}",
+            f"segment_length={args.cpl_segment_length}", f"seed={seed}", f"gold_score={args.cpl_gold_score}"])
+    return make_preferences(prefs_cfg), behaviour_success
+
+
+def cpl_reach(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    results: dict[str, Any] = {"data": args.cpl_data, "pairs": args.cpl_pairs, "segment_length": args.cpl_segment_length}
+    for seed in args.cpl_seeds:
+        seed_dir = out_dir / f"cpl_reach_seed{seed}"
+        dataset, behaviour_success = cpl_dataset(args, seed_dir, seed)
+        row: dict[str, Any] = {} if behaviour_success is None else {"behaviour_success": behaviour_success}
+        for name, sft in (("cpl", False), ("sft", True)):
+            run_cfg = train_config("agent=cpl", "env=reach", f"agent.dataset={dataset}", f"agent.sft={str(sft).lower()}",
+                                   f"agent.alpha={args.cpl_alpha}", f"total_env_steps={args.cpl_updates}",
+                                   f"eval_every={args.cpl_updates}", f"checkpoint_every={args.cpl_updates}",
+                                   f"seed={seed}", "eval_episodes=200")
+            last = last_row(train(run_cfg, seed_dir / name))
+            row[f"{name}_success"], row[f"{name}_return"] = last["eval_success_rate"], last["eval_return"]
+        results[f"seed{seed}"] = row
+    for key in ("cpl_success", "sft_success", "cpl_return", "sft_return"):
+        results[f"mean_{key}"] = float(np.mean([results[f"seed{seed}"][key] for seed in args.cpl_seeds]))
     return results
 
 
@@ -344,9 +360,13 @@ def main() -> None:
     parser.add_argument("--curl-seconds", type=float, default=3300.0, help="curl_pixels: wall-clock budget")
     parser.add_argument("--curl-eval-every", type=int, default=10_000)
     parser.add_argument("--curl-image-size", type=int, default=48, help="curl_pixels: frame size (crop: 84 %%)")
-    parser.add_argument("--cpl-behaviour-steps", type=int, default=60_000, help="cpl_reach: PPO steps of the data policy")
-    parser.add_argument("--cpl-episodes", type=int, default=600)
-    parser.add_argument("--cpl-pairs", type=int, default=3000)
+    parser.add_argument("--cpl-data", default="random", choices=["random", "ppo"],
+                        help="cpl_reach: rollouts of uniform random actions, or of a partly trained PPO at noise 0/0.3/1")
+    parser.add_argument("--cpl-behaviour-steps", type=int, default=60_000, help="cpl_reach --cpl-data ppo: PPO steps")
+    parser.add_argument("--cpl-episodes", type=int, default=1200)
+    parser.add_argument("--cpl-pairs", type=int, default=10_000)
+    parser.add_argument("--cpl-segment-length", type=int, default=10)
+    parser.add_argument("--cpl-seeds", type=int, nargs="+", default=[0, 1, 2], help="cpl_reach: one dataset per seed")
     parser.add_argument("--cpl-gold-score", default="progress", choices=["progress", "return"],
                         help="cpl_reach: label segments by their reward gain (regret-like) or their return")
     parser.add_argument("--cpl-alpha", type=float, default=0.02, help="cpl_reach: CPL temperature (0.1 in the paper)")
