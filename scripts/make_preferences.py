@@ -252,7 +252,7 @@ def make_preferences(cfg: DictConfig) -> Path:
     decided = (labels != 0.5) & (gap != 0)
     agreement = float(((labels > 0.5) == (gap > 0))[decided].mean()) if decided.any() else float("nan")
     print(f"{cfg.pairs} pairs of {cfg.segment_length}-step segments from {len(np.unique(data.arrays['episode']))} "
-          f"episodes; ties {float((labels == 0.5).mean()):.2f}; agreement with the ground truth {agreement:.2f}")
+          f"episodes; ties {float((labels == 0.5).mean()):.2f}; agreement with the segments' return order {agreement:.2f}")
     return path
 
 
