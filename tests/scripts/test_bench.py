@@ -1,0 +1,24 @@
+"""The benchmark scripts run end to end on tiny budgets and report what the README quotes."""
+
+import argparse
+
+from scripts.bench_agents import cpl_reach
+from scripts.bench_gpu import measure
+
+
+def test_cpl_reach_reports_cpl_and_sft_per_seed(tmp_path):
+    args = argparse.Namespace(cpl_data="random", cpl_episodes=32, cpl_pairs=64, cpl_segment_length=10, cpl_seeds=[0, 1],
+                              cpl_gold_score="progress", cpl_alpha=0.02, cpl_updates=5, cpl_behaviour_steps=0)
+    results = cpl_reach(args, tmp_path)
+    for seed in (0, 1):
+        row = results[f"seed{seed}"]
+        assert {"cpl_success", "sft_success", "cpl_return", "sft_return"} == set(row)
+        assert all(0.0 <= row[k] <= 1.0 for k in ("cpl_success", "sft_success"))
+    assert results["mean_cpl_success"] == (results["seed0"]["cpl_success"] + results["seed1"]["cpl_success"]) / 2
+    assert (tmp_path / "cpl_reach_seed1" / "cpl_rollouts_gold_prefs.npz").exists()
+
+
+def test_gpu_bench_measures_ppo_on_cpu():
+    result = measure("ppo", ["ppo:env.num_envs=8", "ppo:agent.num_steps=8"], "cpu", seconds=0.5, warmup_s=0.2, seed=0)
+    assert result["env"] == "reach" and result["num_envs"] == 8
+    assert result["env_steps_per_s"] > 0 and result["updates_per_s"] > 0 and result["seconds"] >= 0.5
