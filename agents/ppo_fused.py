@@ -211,7 +211,7 @@ def ppo_minibatch_step(
 
 class FusedPPOStep:
     """Owns the flat parameter of a vector-input policy and its Adam state, and runs `ppo_minibatch_step` on it
-    (through torch.compile when `compile`: one compilation, ~5 s on CPU, for the fixed minibatch shape)."""
+    (through torch.compile when `compile`: one compilation for the fixed minibatch shape, 1-10 s on CPU)."""
 
     def __init__(self, policy: ActorCritic, *, clip_coef: float, value_clip_coef: float | None, vf_coef: float,
                  ent_coef: float, max_grad_norm: float, betas: tuple[float, float] = (0.9, 0.999),
