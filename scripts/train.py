@@ -69,15 +69,31 @@ def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: t
     return env, eval_env, video_env, reward_module, feedback, agent
 
 
+GROUPS = ("agent", "env", "reward")
+
+
 def resumed_config(saved_yaml: str, run_dir: Path, overrides: list[str]) -> DictConfig:
     """The saved config of a run being resumed, with the plain `key=value` overrides of this invocation applied
     (e.g. a larger `total_env_steps`); agent / env / reward cannot change."""
+    saved = OmegaConf.create(saved_yaml)
     plain = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
-    swapped = [o for o in plain if o.split("=", 1)[0].lstrip("+") in ("agent", "env", "reward")]
+    groups = [o.lstrip("+").split("=", 1) for o in plain if o.split("=", 1)[0].lstrip("+") in GROUPS]
+    swapped = [f"{group}={name}" for group, name in groups if name != saved[group].name]
     if swapped:
         raise ValueError(f"cannot change {swapped} when resuming {run_dir}; start a new run instead")
-    return OmegaConf.merge(OmegaConf.create(saved_yaml), OmegaConf.from_dotlist([o.lstrip("+") for o in plain]),
-                           {"resume": str(run_dir)})
+    keys = [o.lstrip("+") for o in plain if o.split("=", 1)[0].lstrip("+") not in GROUPS]
+    return OmegaConf.merge(saved, OmegaConf.from_dotlist(keys), {"resume": str(run_dir)})
+
+
+def with_resumed_groups(argv: list[str]) -> list[str]:
+    """With `resume=RUN_DIR`: the run's own agent / env / reward groups ahead of the CLI overrides, so that keys of
+    its agent (say `agent.ent_coef` of a ppo run) are valid; otherwise `argv` unchanged."""
+    resume = next((a.split("=", 1)[1] for a in argv if a.startswith("resume=")), None)
+    saved = Path(resume) / "config.yaml" if resume else None
+    if saved is None or not saved.is_file():
+        return argv
+    cfg = OmegaConf.load(saved)
+    return [f"{group}={cfg[group].name}" for group in GROUPS if group in cfg] + argv
 
 
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
@@ -190,5 +206,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = with_resumed_groups(sys.argv[1:])
     check_overrides(Path(__file__).parent / "conf", "train", sys.argv[1:])
     main()

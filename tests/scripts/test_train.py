@@ -91,6 +91,19 @@ def test_kill_9_then_resume_loses_at_most_one_checkpoint_interval(tmp_path):
     assert swap.returncode == 2 and "cannot change" in swap.stderr
 
 
+def test_resume_accepts_the_runs_own_agent_keys(tmp_path):
+    """A ppo run resumed with a ppo key (the default agent is crl, which lacks it); the same agent group is fine."""
+    run_dir = tmp_path / "run"
+    first = cli("scripts.train", "agent=ppo", "env.num_envs=4", "agent.num_steps=16", f"hydra.run.dir={run_dir}",
+                "progress=false", "device=cpu", "total_env_steps=64", "eval_every=64", "checkpoint_every=64",
+                "eval_episodes=2", "video_episodes=0")
+    assert first.returncode == 0, first.stderr
+    more = cli("scripts.train", f"resume={run_dir}", "agent=ppo", "agent.ent_coef=0.01", "total_env_steps=128")
+    assert more.returncode == 0, more.stderr
+    assert [int(r["env_steps"]) for r in rows(run_dir)] == [0, 64, 128]
+    assert "ent_coef: 0.01" in (run_dir / "config.yaml").read_text()
+
+
 @pytest.mark.parametrize(
     "override, expected",
     [("agent=foo", "Available options in 'agent'"), ("env=nope", "reach"),
