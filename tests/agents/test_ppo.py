@@ -293,12 +293,12 @@ def test_first_minibatch_replays_the_acting_policy(fused):
     assert agent.obs_input.vector_stats.count.item() == pytest.approx(2 * 4 * 8, abs=1e-3)
 
 
-def train_side_by_side(*cfgs: PPOConfig) -> list[PPOAgent]:
+def train_side_by_side(*cfgs: PPOConfig, action_space: spaces.Space = spaces.Box(-1, 1, (2,))) -> list[PPOAgent]:
     """Agents built from the same seed, each updated on the same two rollouts (same actions, minibatch orders)."""
     agents = []
     for cfg in cfgs:
         torch.manual_seed(0)
-        agents.append(PPOAgent(GOAL_SPACE, spaces.Box(-1, 1, (2,)), cfg, 8, 10, CPU))
+        agents.append(PPOAgent(GOAL_SPACE, action_space, cfg, 8, 10, CPU))
     for agent in agents:
         torch.manual_seed(1)
         for seed in range(2):
@@ -323,10 +323,12 @@ def test_fused_and_autograd_agents_take_the_same_steps():
     assert (fused.policy.actor[0].weight - initial.policy.actor[0].weight).abs().max() > 1e-3  # the steps moved it
 
 
-def test_compiled_agent_takes_the_same_steps(one_thread):
+@pytest.mark.parametrize("action_space", [spaces.Box(-1, 1, (2,)), spaces.Discrete(3)], ids=["box", "discrete"])
+def test_compiled_agent_takes_the_same_steps(one_thread, action_space):
     """compile=true runs the same step through torch.compile (generated C++ on CPU): same actions and updates."""
     compiled, eager = train_side_by_side(*(PPOConfig(num_steps=4, num_minibatches=2, update_epochs=3, lr=1e-2,
-                                                     compile=c) for c in (True, False)))
+                                                     ent_coef=0.01, compile=c) for c in (True, False)),
+                                         action_space=action_space)
     assert_same_parameters(compiled, eager)
     probe = {k: torch.randn(5, *s.shape) for k, s in GOAL_SPACE.items()}
     torch.testing.assert_close(compiled.act(probe, deterministic=True), eager.act(probe, deterministic=True))
