@@ -62,7 +62,7 @@ class PPOConfig:
     num_conv_layers: int = 4
     num_filters: int = 32
     text_encoder: str | None = None  # text games: `minilm` (or a local sentence-transformers folder) scores options
-    fused_gradients: bool = True  # vector inputs: closed-form gradient (same numbers, faster); False: autograd
+    fused_gradients: bool = True  # vector inputs: closed-form step (same numbers, faster); False: autograd + torch.optim
     compile: bool = False  # fused path: torch.compile the minibatch step and the acting forward pass
 
     def __post_init__(self) -> None:
