@@ -216,8 +216,8 @@ class FusedPPOStep:
     def __init__(self, policy: ActorCritic, *, clip_coef: float, value_clip_coef: float | None, vf_coef: float,
                  ent_coef: float, max_grad_norm: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-5, compile: bool = False) -> None:
-        self.param, self.layout = flatten_parameters(policy)
-        self.flat = self.param.detach()  # the same storage, outside autograd
+        param, self.layout = flatten_parameters(policy)
+        self.flat = param.detach()  # the same storage (the policy's parameters are views of it), outside autograd
         self.exp_avg, self.exp_avg_sq = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
         self.step = torch.zeros((), device=self.flat.device)
         self.lr = torch.zeros((), device=self.flat.device)
@@ -236,8 +236,8 @@ class FusedPPOStep:
         self.lr.fill_(lr)
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Adam's state (the parameters are saved with the policy)."""
-        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.step, "lr": self.lr}
+        """Adam's state (the parameters are saved with the policy; the learning rate is set at every update)."""
+        return {"exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq, "step": self.step}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         for name, value in self.state_dict().items():
