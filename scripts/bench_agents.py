@@ -147,7 +147,7 @@ def ppo_reach(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
 
 def ppo_vs_sb3(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     """Each agent first runs one rollout + update untimed (for compile=true that includes compiling, reported as
-    warmup_s), then `--throughput-steps` timed env steps."""
+    compile_warmup_s), then `--throughput-steps` timed env steps."""
     num_envs, steps, warmup = 32, args.throughput_steps, 64 * 32
 
     def env() -> gymnasium.vector.VectorEnv:
