@@ -140,16 +140,17 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     obs_t = obs_to_tensor(obs, device)
     bar = tqdm(total=cfg.total_env_steps, initial=env_steps, unit="step", dynamic_ncols=True, disable=not cfg.progress)
     tick_steps, tick_time = env_steps, time.perf_counter()
+    last_eval = -1
     while True:
-        if env_steps >= next_eval:
+        stop = env_steps >= cfg.total_env_steps or bool(cfg.time_limit_s and time.perf_counter() - start >= cfg.time_limit_s)
+        if env_steps >= next_eval or (stop and last_eval != env_steps):  # a run stopped between evaluations ends with one
             row = {"env_steps": env_steps, **evaluate(agent, eval_env, seed=cfg.seed + 10_000)}
             row["wall_time_s"] = time.perf_counter() - start
             log.eval_row(row)
             if cfg.video_episodes > 0:
                 record_episodes(agent, video_env, cfg.video_episodes, cfg.seed + 20_000, run_dir / "videos" / f"eval_{env_steps:09d}")
-            last_success = row["eval_success_rate"]
-            next_eval += cfg.eval_every
-        stop = env_steps >= cfg.total_env_steps or bool(cfg.time_limit_s and time.perf_counter() - start >= cfg.time_limit_s)
+            last_success, last_eval = row["eval_success_rate"], env_steps
+            next_eval = (env_steps // cfg.eval_every + 1) * cfg.eval_every
         if env_steps >= next_checkpoint or stop:
             write_checkpoint(run_dir, agent, env_steps, time.perf_counter() - start, config_yaml, cfg.keep_checkpoints)
             if feedback is not None:

@@ -47,6 +47,17 @@ def test_short_run_writes_every_artifact(tmp_path):
     assert (run_dir / "videos" / "eval_000001600.mp4").stat().st_size > 1000
 
 
+def test_run_stopped_between_evaluations_ends_with_one(tmp_path):
+    """total_env_steps off the eval grid (and time_limit_s, which stops anywhere) still yields the final score."""
+    cfg = config("total_env_steps=1200", "eval_every=800", "eval_episodes=2", "video_episodes=0",
+                 "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
+    assert [int(r["env_steps"]) for r in rows(train(cfg, tmp_path / "steps"))] == [0, 800, 1200]
+    cfg = config("total_env_steps=1000000", "time_limit_s=1", "eval_every=1000000", "eval_episodes=2",
+                 "video_episodes=0", "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
+    steps = [int(r["env_steps"]) for r in rows(train(cfg, tmp_path / "time"))]
+    assert len(steps) == 2 and steps[0] == 0 and steps[1] > 0
+
+
 def test_same_seed_same_metrics_on_cpu(tmp_path):
     overrides = ("total_env_steps=800", "eval_every=800", "eval_episodes=4", "video_episodes=0",
                  "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
