@@ -168,7 +168,7 @@ class CPLAgent:
             self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device)
         self.obs_mean = torch.zeros(in_dim, device=device)
         self.obs_std = torch.ones(in_dim, device=device)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, fused=True)
         self.data: dict[str, torch.Tensor] | None = None
         self.num_updates = 0
 

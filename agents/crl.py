@@ -129,9 +129,9 @@ class CRLAgent:
         self.actor = TanhGaussianPolicy(obs_dim + goal_dim, self.action_dim, cfg.hidden, cfg.layer_norm).to(device)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=device, requires_grad=True)
         self.target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=True)
         self.buffer = GoalReplayBuffer(obs_dim, self.action_dim, goal_dim, num_envs, cfg.buffer_size, max_episode_steps, device)
         self.env_steps = 0
 

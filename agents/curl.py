@@ -137,10 +137,10 @@ class CURLAgent:
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=device, requires_grad=True)
         self.target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
 
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, betas=(cfg.alpha_beta1, 0.999))
-        self.curl_opt = torch.optim.Adam([*self.critic.encoder.parameters(), self.w], lr=cfg.lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr, fused=True)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, betas=(cfg.alpha_beta1, 0.999), fused=True)
+        self.curl_opt = torch.optim.Adam([*self.critic.encoder.parameters(), self.w], lr=cfg.lr, fused=True)
 
         buffer_device = torch.device(cfg.buffer_device) if cfg.buffer_device else device
         self.buffer = PixelReplayBuffer(shape, self.action_dim, cfg.buffer_size, buffer_device)
