@@ -24,7 +24,8 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.base import TensorObs
-from agents.encoders import FeatureHead, PixelEncoder, center_crop, default_crop_size, pixel_shape, pixels_of, random_crop
+from agents.encoders import (FeatureHead, PixelEncoder, center_crop, default_crop_size, orthogonal_init_, pixel_shape,
+                             pixels_of, random_crop)
 from agents.networks import TanhGaussianPolicy, mlp
 from agents.pixel_buffer import PixelReplayBuffer
 
@@ -130,9 +131,9 @@ class CURLAgent:
         self.action_low = torch.as_tensor(action_space.low, dtype=torch.float32, device=device)
         self.action_high = torch.as_tensor(action_space.high, dtype=torch.float32, device=device)
 
-        self.critic = Critic(channels, self.crop_size, self.action_dim, cfg).to(device)
+        self.critic = Critic(channels, self.crop_size, self.action_dim, cfg).apply(orthogonal_init_).to(device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)  # its encoder is the key encoder
-        self.actor = Actor(self.critic.encoder.conv.out_dim, self.action_dim, cfg).to(device)
+        self.actor = Actor(self.critic.encoder.conv.out_dim, self.action_dim, cfg).apply(orthogonal_init_).to(device)
         self.w = nn.Parameter(torch.rand(cfg.feature_dim, cfg.feature_dim, device=device))
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=device, requires_grad=True)
         self.target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy

@@ -11,7 +11,7 @@ from gymnasium import spaces
 
 from agents import make_agent
 from agents.curl import CURLAgent, CURLConfig, curl_logits, curl_loss
-from agents.encoders import ConvTrunk, center_crop, crop_at, default_crop_size, random_crop
+from agents.encoders import ConvTrunk, center_crop, crop_at, default_crop_size, orthogonal_init_, random_crop
 from agents.pixel_buffer import PixelReplayBuffer
 
 CPU = torch.device("cpu")
@@ -74,6 +74,26 @@ def smooth_images(b: int, size: int, generator: torch.Generator) -> torch.Tensor
     """(b, 9, size, size) uint8 low-frequency images (random 6x6 patterns upsampled)."""
     coarse = torch.rand(b, 9, 6, 6, generator=generator)
     return (F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False) * 255).to(torch.uint8)
+
+
+def test_orthogonal_init_is_delta_orthogonal_for_convs_and_orthogonal_for_linears():
+    torch.manual_seed(0)
+    conv, linear = torch.nn.Conv2d(9, 32, 3), torch.nn.Linear(64, 16)
+    for m in (conv, linear):
+        orthogonal_init_(m)
+        assert torch.all(m.bias == 0)
+    centre = conv.weight[:, :, 1, 1]  # (32, 9): orthonormal columns scaled by the ReLU gain sqrt(2)
+    torch.testing.assert_close(centre.T @ centre, 2.0 * torch.eye(9), atol=1e-5, rtol=0)
+    off_centre = conv.weight.clone()
+    off_centre[:, :, 1, 1] = 0
+    assert torch.all(off_centre == 0)
+    torch.testing.assert_close(linear.weight @ linear.weight.T, torch.eye(16), atol=1e-5, rtol=0)
+    # the agent starts from it: every conv layer of its encoder (and the key encoder copy) is delta-orthogonal
+    agent = CURLAgent(spaces.Box(0, 255, (9, 40, 40), np.uint8), spaces.Box(-1, 1, (2,)), CURLConfig(**TINY), 1, 10, CPU)
+    for encoder in (agent.critic.encoder, agent.critic_target.encoder):
+        for layer in encoder.conv.net:
+            if isinstance(layer, torch.nn.Conv2d):
+                assert torch.all(layer.weight[:, :, 0, 0] == 0) and torch.all(layer.bias == 0)
 
 
 def test_contrastive_accuracy_rises_on_a_fixed_batch():
