@@ -7,8 +7,8 @@
 # then one device call with carry [".whl", ".dmc", ".gl"] and the command:   bash scripts/gpu_bench.sh [SECONDS]
 # 1. scripts.bench_gpu on CUDA: crl, ppo (eager and agent.compile=true) and curl, SECONDS timed each (default 30);
 # 2. CURL on the DMC tasks (100k env steps each, all at once on the one GPU) until DMC_UNTIL seconds after the start
-#    (default 540; 0 skips; DMC_TASKS="task:action_repeat ..." picks tasks), each ending with a 10-episode evaluation. Batch 128 (the CURL authors' own run script);
-#    lr 2e-4 for cheetah-run as in the paper.
+#    (default 540; 0 skips; DMC_TASKS="task:action_repeat ..." picks tasks), each ending with a 10-episode
+#    evaluation. Batch 128 (the CURL authors' own run script); lr 2e-4 for cheetah-run as in the paper.
 # Output in $OUT (default ./gpu_bench_out): gpu.txt, bench_gpu*.json, bench_gpu.log, curl_dmc.log, curl_dmc.tgz.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ if [ "${1:-}" = "--prepare" ]; then
   site=$(.venv/bin/python -c "import dm_control, os; print(os.path.dirname(os.path.dirname(dm_control.__file__)))")
   rm -rf .dmc && mkdir .dmc && cp -r "$site/dm_control" .dmc/
   (cd .dmc/dm_control && rm -rf locomotion suite/dog_assets suite/all_domains.png blender viewer \
-     && find . -name __pycache__ -prune -exec rm -rf {} +)
+     && find . -name __pycache__ -prune -exec rm -rf {} + && find . -name '*_test.py' -delete)
   mkdir -p .gl /tmp/amd64/partial
   o='-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists=/tmp/amd64'
   apt-get $o update >/dev/null && (cd .gl && apt-get $o download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
