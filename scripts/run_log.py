@@ -22,6 +22,7 @@ class RunLog:
         self.run_dir = run_dir
         self.csv_path = run_dir / "metrics.csv"
         self.columns = [*METRIC_COLUMNS, *extra_columns]  # e.g. eval_proxy_return when a reward module is active
+        self.last_eval_step: int | None = None  # of the rows kept on resume: a finished run is not evaluated again
         if resume_from_step is not None and self.csv_path.exists():
             self._truncate_after(resume_from_step)
         new_file = not self.csv_path.exists()
@@ -33,13 +34,17 @@ class RunLog:
         self.tb = SummaryWriter(log_dir=str(run_dir / "tb"))
 
     def _truncate_after(self, step: int) -> None:
-        """Drop rows logged after the checkpoint we resume from: they will be produced again."""
+        """Drop rows logged after the checkpoint we resume from: they will be produced again. The kept rows are
+        written to a temporary file that then replaces metrics.csv, so a crash here loses nothing."""
         with open(self.csv_path, newline="") as f:
             rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= step]
-        with open(self.csv_path, "w", newline="") as f:
+        tmp = self.csv_path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
+        tmp.replace(self.csv_path)
+        self.last_eval_step = int(rows[-1]["env_steps"]) if rows else None
 
     def eval_row(self, row: dict[str, float]) -> None:
         self._csv.writerow(row)

@@ -140,7 +140,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     obs_t = obs_to_tensor(obs, device)
     bar = tqdm(total=cfg.total_env_steps, initial=env_steps, unit="step", dynamic_ncols=True, disable=not cfg.progress)
     tick_steps, tick_time = env_steps, time.perf_counter()
-    last_eval = -1
+    last_eval = -1 if log.last_eval_step is None else log.last_eval_step
     while True:
         stop = env_steps >= cfg.total_env_steps or bool(cfg.time_limit_s and time.perf_counter() - start >= cfg.time_limit_s)
         if env_steps >= next_eval or (stop and last_eval != env_steps):  # a run stopped between evaluations ends with one

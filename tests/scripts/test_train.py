@@ -52,6 +52,9 @@ def test_run_stopped_between_evaluations_ends_with_one(tmp_path):
     cfg = config("total_env_steps=1200", "eval_every=800", "eval_episodes=2", "video_episodes=0",
                  "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
     assert [int(r["env_steps"]) for r in rows(train(cfg, tmp_path / "steps"))] == [0, 800, 1200]
+    resume = f"resume={tmp_path / 'steps'}"
+    train(config(resume), tmp_path / "steps", [resume])
+    assert [int(r["env_steps"]) for r in rows(tmp_path / "steps")] == [0, 800, 1200]  # finished: nothing evaluated again
     cfg = config("total_env_steps=1000000", "time_limit_s=1", "eval_every=1000000", "eval_episodes=2",
                  "video_episodes=0", "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
     steps = [int(r["env_steps"]) for r in rows(train(cfg, tmp_path / "time"))]
