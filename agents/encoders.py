@@ -13,6 +13,7 @@ from gymnasium import spaces
 from torch import nn
 
 PIXEL_KEY = "pixels"  # the image entry of dict observations (envs/pixels.py)
+CONV_PRECISIONS = ("fp32", "bf16")  # bf16: the convolutions under bfloat16 autocast
 
 
 def pixel_shape(space: spaces.Space) -> tuple[int, int, int] | None:
@@ -84,10 +85,18 @@ def orthogonal_init_(module: nn.Module) -> None:
 
 
 class ConvTrunk(nn.Module):
-    """The convolutional part: uint8 or float (B, C, S, S) in [0, 255] -> flat features (B, out_dim)."""
+    """The convolutional part: uint8 or float (B, C, S, S) in [0, 255] -> flat float32 features (B, out_dim).
 
-    def __init__(self, in_channels: int, image_size: int, num_layers: int = 4, num_filters: int = 32) -> None:
+    `channels_last` runs the convolutions on NHWC tensors (oneDNN's and cuDNN's fast layout; the same numbers up to
+    rounding). `precision="bf16"` runs them under bfloat16 autocast (about 2x faster again on CPUs with AVX512-BF16
+    and on tensor-core GPUs); the features come back as float32 either way.
+    """
+
+    def __init__(self, in_channels: int, image_size: int, num_layers: int = 4, num_filters: int = 32,
+                 channels_last: bool = False, precision: str = "fp32") -> None:
         super().__init__()
+        if precision not in CONV_PRECISIONS:
+            raise ValueError(f"conv precision {precision!r} is not one of {list(CONV_PRECISIONS)}")
         layers: list[nn.Module] = [nn.Conv2d(in_channels, num_filters, 3, stride=2), nn.ReLU()]
         for _ in range(num_layers - 1):
             layers += [nn.Conv2d(num_filters, num_filters, 3, stride=1), nn.ReLU()]
@@ -96,9 +105,15 @@ class ConvTrunk(nn.Module):
         if side < 1:
             raise ValueError(f"image size {image_size} is too small for {num_layers} conv layers")
         self.out_dim = num_filters * side * side
+        self.channels_last = channels_last
+        self.bf16 = precision == "bf16"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images.float() / 255.0).flatten(1)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        x = images.contiguous(memory_format=layout).float() / 255.0  # reordered while still uint8: 4x fewer bytes
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            h = self.net(x)
+        return h.to(torch.float32, memory_format=torch.contiguous_format).flatten(1)  # one copy: cast and NCHW order
 
 
 class FeatureHead(nn.Module):
@@ -118,9 +133,9 @@ class PixelEncoder(nn.Module):
     convolutions (CURL's actor reads the critic's conv features that way)."""
 
     def __init__(self, in_channels: int, image_size: int, feature_dim: int = 50, num_layers: int = 4,
-                 num_filters: int = 32) -> None:
+                 num_filters: int = 32, channels_last: bool = False, precision: str = "fp32") -> None:
         super().__init__()
-        self.conv = ConvTrunk(in_channels, image_size, num_layers, num_filters)
+        self.conv = ConvTrunk(in_channels, image_size, num_layers, num_filters, channels_last, precision)
         self.head = FeatureHead(self.conv.out_dim, feature_dim)
         self.feature_dim = feature_dim
 

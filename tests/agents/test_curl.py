@@ -96,6 +96,24 @@ def test_orthogonal_init_is_delta_orthogonal_for_convs_and_orthogonal_for_linear
                 assert torch.all(layer.weight[:, :, 0, 0] == 0) and torch.all(layer.bias == 0)
 
 
+def test_conv_layout_and_precision_keep_the_features():
+    torch.manual_seed(0)
+    reference = ConvTrunk(9, 32, num_filters=8)  # NCHW, fp32
+    images = torch.randint(0, 256, (4, 9, 32, 32), dtype=torch.uint8)
+    expected = reference(images)
+    for channels_last, precision, tol in ((True, "fp32", 1e-5), (True, "bf16", 3e-2), (False, "bf16", 3e-2)):
+        trunk = ConvTrunk(9, 32, num_filters=8, channels_last=channels_last, precision=precision)
+        trunk.load_state_dict(reference.state_dict())
+        out = trunk(images)
+        assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == expected.shape
+        torch.testing.assert_close(out, expected, rtol=tol, atol=tol * expected.abs().max().item())
+        assert (precision == "bf16") != torch.allclose(out, expected, rtol=1e-5, atol=1e-6)  # bf16 really rounds
+        out.sum().backward()
+        assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in trunk.parameters())
+    with pytest.raises(ValueError, match=r"'fp16' is not one of \['fp32', 'bf16'\]"):
+        ConvTrunk(9, 32, precision="fp16")
+
+
 def test_contrastive_accuracy_rises_on_a_fixed_batch():
     torch.manual_seed(0)
     agent = CURLAgent(spaces.Box(0, 255, (9, 40, 40), np.uint8), spaces.Box(-1, 1, (2,)),
