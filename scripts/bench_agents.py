@@ -7,7 +7,8 @@ Parts (budgets are defaults; each flag is listed by --help):
     ppo_vs_sb3   env-steps/s of our PPO (closed-form step compiled (agent.compile=true) and eager, and autograd)
                  and SB3 PPO in one process: same vector env (32 copies), rollout length 64, tanh [64, 64] actor and
                  critic, 8 minibatches, 10 epochs, observation normalisation; each after an untimed warm-up update
-    curl_pixels  CURL on reach from 48x48 pixels (--curl-image-size; crop 40, action repeat 2, dense reward) for --curl-seconds:
+    curl_pixels  CURL on reach from 48x48 pixels (--curl-image-size; crop 40, action repeat 2, dense reward; --curl-precision
+                 bf16 for bfloat16 convolutions) for --curl-seconds:
                  success and return vs a random policy on the same env
     cpl_reach    CPL vs SFT (BC on the preferred segments) on reach, same dataset and gradient steps, per seed:
                  rollouts of random actions (--cpl-data ppo: a partly trained PPO at noise 0 / 0.3 / 1), gold
@@ -190,7 +191,8 @@ def curl_pixels(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                      "eval_episodes=50", f"seed={args.seed}"]
     cfg = train_config("agent=curl", *env_overrides, "total_env_steps=10_000_000", f"time_limit_s={args.curl_seconds}",
                        f"eval_every={args.curl_eval_every}", "checkpoint_every=1_000_000", "agent.batch_size=64",
-                       "agent.hidden=[256,256]", "agent.updates_per_step=0.5", "agent.buffer_size=100_000")
+                       "agent.hidden=[256,256]", "agent.updates_per_step=0.5", "agent.buffer_size=100_000",
+                       f"agent.conv_precision={args.curl_precision}")
     run_dir = train(cfg, out_dir / "curl_pixels")
     row = last_row(run_dir)
     eval_env = make_envs(cfg, 50)
@@ -360,6 +362,8 @@ def main() -> None:
     parser.add_argument("--curl-seconds", type=float, default=3300.0, help="curl_pixels: wall-clock budget")
     parser.add_argument("--curl-eval-every", type=int, default=10_000)
     parser.add_argument("--curl-image-size", type=int, default=48, help="curl_pixels: frame size (crop: 84 %%)")
+    parser.add_argument("--curl-precision", default="fp32", choices=["fp32", "bf16"],
+                        help="curl_pixels: agent.conv_precision (bf16: convolutions under bfloat16 autocast)")
     parser.add_argument("--cpl-data", default="random", choices=["random", "ppo"],
                         help="cpl_reach: rollouts of uniform random actions, or of a partly trained PPO at noise 0/0.3/1")
     parser.add_argument("--cpl-behaviour-steps", type=int, default=60_000, help="cpl_reach --cpl-data ppo: PPO steps")
