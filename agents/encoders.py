@@ -87,13 +87,13 @@ def orthogonal_init_(module: nn.Module) -> None:
 class ConvTrunk(nn.Module):
     """The convolutional part: uint8 or float (B, C, S, S) in [0, 255] -> flat float32 features (B, out_dim).
 
-    `channels_last` runs the convolutions on NHWC tensors (oneDNN's and cuDNN's fast layout; the same numbers up to
-    rounding). `precision="bf16"` runs them under bfloat16 autocast (about 2x faster again on CPUs with AVX512-BF16
-    and on tensor-core GPUs); the features come back as float32 either way.
+    `channels_last` (the default) runs the convolutions on NHWC tensors, oneDNN's and cuDNN's fast layout: the same
+    numbers up to rounding, 10-45 % faster forward + backward on the development CPU. `precision="bf16"` runs them
+    under bfloat16 autocast (about 2x faster again on CPUs with AVX512-BF16); the features are float32 either way.
     """
 
     def __init__(self, in_channels: int, image_size: int, num_layers: int = 4, num_filters: int = 32,
-                 channels_last: bool = False, precision: str = "fp32") -> None:
+                 channels_last: bool = True, precision: str = "fp32") -> None:
         super().__init__()
         if precision not in CONV_PRECISIONS:
             raise ValueError(f"conv precision {precision!r} is not one of {list(CONV_PRECISIONS)}")
@@ -133,7 +133,7 @@ class PixelEncoder(nn.Module):
     convolutions (CURL's actor reads the critic's conv features that way)."""
 
     def __init__(self, in_channels: int, image_size: int, feature_dim: int = 50, num_layers: int = 4,
-                 num_filters: int = 32, channels_last: bool = False, precision: str = "fp32") -> None:
+                 num_filters: int = 32, channels_last: bool = True, precision: str = "fp32") -> None:
         super().__init__()
         self.conv = ConvTrunk(in_channels, image_size, num_layers, num_filters, channels_last, precision)
         self.head = FeatureHead(self.conv.out_dim, feature_dim)

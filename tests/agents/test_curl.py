@@ -98,7 +98,7 @@ def test_orthogonal_init_is_delta_orthogonal_for_convs_and_orthogonal_for_linear
 
 def test_conv_layout_and_precision_keep_the_features():
     torch.manual_seed(0)
-    reference = ConvTrunk(9, 32, num_filters=8)  # NCHW, fp32
+    reference = ConvTrunk(9, 32, num_filters=8, channels_last=False)  # NCHW, fp32
     images = torch.randint(0, 256, (4, 9, 32, 32), dtype=torch.uint8)
     expected = reference(images)
     for channels_last, precision, tol in ((True, "fp32", 1e-5), (True, "bf16", 3e-2), (False, "bf16", 3e-2)):
