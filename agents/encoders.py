@@ -88,8 +88,8 @@ class ConvTrunk(nn.Module):
     """The convolutional part: uint8 or float (B, C, S, S) in [0, 255] -> flat float32 features (B, out_dim).
 
     `channels_last` (the default) runs the convolutions on NHWC tensors, oneDNN's and cuDNN's fast layout: the same
-    numbers up to rounding, 5-45 % faster on the development CPU. `precision="bf16"` runs them
-    under bfloat16 autocast (about 2x faster again on CPUs with AVX512-BF16); the features are float32 either way.
+    numbers up to rounding, 5-45 % faster on the development CPU. `precision="bf16"` runs them under bfloat16
+    autocast (forward + backward about 2x faster again on CPUs with AVX512-BF16); the features are float32 either way.
     """
 
     def __init__(self, in_channels: int, image_size: int, num_layers: int = 4, num_filters: int = 32,
