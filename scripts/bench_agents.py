@@ -39,7 +39,7 @@ from hydra import compose, initialize_config_dir
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import make_agent
 from agents.base import obs_to_tensor
-from agents.encoders import default_crop_size
+from agents.encoders import CONV_PRECISIONS, default_crop_size
 from agents.preference_dataset import load_preference_dataset
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig
 from envs.batched import true_next_obs
@@ -362,7 +362,7 @@ def main() -> None:
     parser.add_argument("--curl-seconds", type=float, default=3300.0, help="curl_pixels: wall-clock budget")
     parser.add_argument("--curl-eval-every", type=int, default=10_000)
     parser.add_argument("--curl-image-size", type=int, default=48, help="curl_pixels: frame size (crop: 84 %%)")
-    parser.add_argument("--curl-precision", default="fp32", choices=["fp32", "bf16"],
+    parser.add_argument("--curl-precision", default="fp32", choices=list(CONV_PRECISIONS),
                         help="curl_pixels: agent.conv_precision (bf16: convolutions under bfloat16 autocast)")
     parser.add_argument("--cpl-data", default="random", choices=["random", "ppo"],
                         help="cpl_reach: rollouts of uniform random actions, or of a partly trained PPO at noise 0/0.3/1")
