@@ -17,7 +17,6 @@ import math
 from types import ModuleType
 from typing import Any, Callable
 
-import mujoco
 import numpy as np
 from gymnasium import spaces
 
@@ -39,22 +38,9 @@ FRAME_STACK = 3
 CAMERA_ID = 0  # CURL used camera 0 for these tasks (camera 2 only for quadruped)
 
 
-def _drop_fields_mujoco_lacks() -> None:
-    """dm_control 1.0.50 names MjModel / MjData arrays of MuJoCo 3.x; MuJoCo 4.0 dropped a few flex (soft body)
-    ones, and `Physics` fails on construction when it tries to index them. Forget the missing names (none of
-    these tasks has flexes)."""
-    from dm_control.mujoco.wrapper.mjbindings import sizes
-
-    model = mujoco.MjModel.from_xml_string("<mujoco/>")
-    for struct, obj in (("mjmodel", model), ("mjdata", mujoco.MjData(model))):
-        for field in [f for f in sizes.array_sizes[struct] if not hasattr(obj, f)]:
-            del sizes.array_sizes[struct][field]
-
-
 def _suite() -> ModuleType:
     """`dm_control.suite`, imported after triton (see `_load_triton_first`: dm_control renders through Mesa EGL)."""
     _load_triton_first()
-    _drop_fields_mujoco_lacks()
     from dm_control import suite
 
     return suite
