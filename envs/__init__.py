@@ -65,3 +65,41 @@ if "crlab/Push-v0" not in registry:
         vector_entry_point="envs.push:PushVectorEnv",
         max_episode_steps=PUSH_EPISODE_STEPS,
     )
+
+# The standard suites (envs/fetch.py, envs/maze.py, envs/meta_world.py): the suites' own envs, unmodified, as crlab
+# batched tasks. Their episode lengths are the suites' own.
+for _task in ("Reach", "Push", "PickAndPlace", "Slide"):
+    if f"crlab/Fetch{_task}-v0" not in registry:
+        register(
+            id=f"crlab/Fetch{_task}-v0",
+            entry_point="envs.fetch:FetchEnv",
+            vector_entry_point="envs.fetch:FetchVectorEnv",
+            max_episode_steps=50,
+            kwargs={"task": _task},
+        )
+del _task
+
+for _maze, _steps in (("PointMaze-UMaze", 300), ("PointMaze-Medium", 600), ("PointMaze-Large", 800),
+                      ("AntMaze-UMaze", 700)):
+    if f"crlab/{_maze}-v0" not in registry:
+        register(
+            id=f"crlab/{_maze}-v0",
+            entry_point="envs.maze:MazeEnv",
+            vector_entry_point="envs.maze:MazeVectorEnv",
+            max_episode_steps=_steps,
+            kwargs={"maze": _maze},
+        )
+del _maze, _steps
+
+for _task in ("bin-picking-v3", "button-press-topdown-v3", "door-open-v3", "drawer-open-v3", "plate-slide-v3",
+              "sweep-into-v3", "push-v3"):
+    for _form, _goal in (("MetaWorld", False), ("MetaWorldGoal", True)):
+        if f"crlab/{_form}-{_task[:-3]}-v0" not in registry:
+            register(
+                id=f"crlab/{_form}-{_task[:-3]}-v0",
+                entry_point="envs.meta_world:MetaWorldEnv",
+                vector_entry_point="envs.meta_world:MetaWorldVectorEnv",
+                max_episode_steps=500,
+                kwargs={"task": _task, "goal_conditioned": _goal},
+            )
+del _task, _form, _goal

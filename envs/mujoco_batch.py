@@ -7,10 +7,33 @@ model follows exactly the trajectory of a 1-copy model with the same state and c
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from pathlib import Path
 
 import mujoco
 import numpy as np
+
+_LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _close_live_renderers() -> None:
+    """Close renderers still open at exit: MuJoCo 3.3's Renderer.__del__ otherwise runs after EGL is torn down and
+    prints an EGLError traceback for each. Registered after the first renderer exists, so that it runs before
+    mujoco.egl's own exit handler (atexit runs last-registered first)."""
+    for renderer in list(_LIVE_RENDERERS):
+        renderer.close()
+
+
+def new_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
+    """A `mujoco.Renderer` (triton loaded first, see below) that is closed at exit if nobody closed it."""
+    _load_triton_first()
+    renderer = mujoco.Renderer(model, height=height, width=width)
+    if not _LIVE_RENDERERS:
+        atexit.unregister(_close_live_renderers)
+        atexit.register(_close_live_renderers)
+    _LIVE_RENDERERS.add(renderer)
+    return renderer
 
 
 def _load_triton_first() -> None:
@@ -126,8 +149,7 @@ class BatchedMujoco:
         their current joint and mocap state or, given copy-relative `qpos` (K, nq), posed so."""
         renderer = self._renderers.get((width, height))
         if renderer is None:
-            _load_triton_first()
-            renderer = mujoco.Renderer(self._render_model, height=height, width=width)
+            renderer = new_renderer(self._render_model, width, height)
             self._renderers[(width, height)] = renderer
         if qpos is None:
             qpos = self.qpos[copies] - self.qpos_origin[copies]
