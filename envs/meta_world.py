@@ -18,6 +18,7 @@ max_path_length).
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import gymnasium
@@ -47,6 +48,12 @@ TASKS = tuple(SUCCESS)
 FREE_OBJECT_TASKS = ("bin-picking-v3", "push-v3", "sweep-into-v3")  # the object is a free body: goal images work
 
 
+@lru_cache(maxsize=None)
+def _mt1(task: str, seed: int) -> metaworld.MT1:
+    """MetaWorld's MT1 benchmark of `task` (its 50 variations cost 50 resets to draw: drawn once per process)."""
+    return metaworld.MT1(task, seed=seed)
+
+
 def _check_task(task: str) -> None:
     if task not in SUCCESS:
         raise ValueError(f"task={task!r} is not a crlab MetaWorld task; choose from {TASKS}")
@@ -73,7 +80,7 @@ class MetaWorldTask(SuiteTask):
             raise ValueError(f"goal_mode={goal_mode!r} is not one of {GOAL_MODES}")
         if reward_type not in ("sparse", "dense"):
             raise ValueError(f"reward_type={reward_type!r} is not one of ('sparse', 'dense')")
-        benchmark = metaworld.MT1(task, seed=task_seed)
+        benchmark = _mt1(task, task_seed)
         self.variations = benchmark.train_tasks
         if not 0 <= task_id < len(self.variations):
             raise ValueError(f"task_id={task_id} is out of range; MT1 has variations 0..{len(self.variations) - 1}")
