@@ -1,8 +1,9 @@
-"""Environment throughput: `python -m scripts.bench_envs [--envs ID ...] [--num-envs 64] [--render] [--out FILE]`.
+"""Environment throughput: `python -m scripts.bench_envs [--envs ID ...|--suites] [--num-envs 64] [--render] [--out FILE]`.
 
 For each env id, env-steps/s of one `gymnasium.make` env, of the batched vector env (`vector_entry_point`: all
-copies stepped by one call) and of `SyncVectorEnv` over single envs, on the same number of random-action steps
-after a warm-up, best of `--repeats` timings. `--render` adds rgb_array frames/s of one env at 84x84, and for the
+copies stepped by one call), of `SyncVectorEnv` over single envs and of `AsyncVectorEnv` (one process per copy,
+shared memory), on the same number of random-action steps after a warm-up, best of `--repeats` timings. `--suites`
+measures the standard-suite envs (Fetch, mazes, MetaWorld) instead of crlab's own. `--render` adds rgb_array frames/s of one env at 84x84, and for the
 MuJoCo envs (PIXEL_ENVS) env-steps/s with 84x84 pixel observations, single and batched.
 """
 
@@ -23,7 +24,14 @@ DEFAULT_ENVS = ["crlab/Reach-v0", "crlab/Push-v0"]
 DEFAULT_ENVS += ["crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0"]
 DEFAULT_ENVS += [f"crlab/DMC-{task}-v0" for task in ("cartpole-swingup", "reacher-easy", "cheetah-run", "walker-walk",
                                                      "finger-spin", "ball_in_cup-catch")]  # pixels: render every step
-SLOW_ENV_COPIES = {"crlab/DMC-": 8}  # id prefix -> max copies (each dm_control copy holds its own GL context)
+SUITE_ENVS = [f"crlab/Fetch{t}-v0" for t in ("Reach", "Push", "PickAndPlace", "Slide")]
+SUITE_ENVS += [f"crlab/{m}-v0" for m in ("PointMaze-UMaze", "PointMaze-Medium", "PointMaze-Large", "AntMaze-UMaze")]
+SUITE_ENVS += [f"crlab/{form}-{t}-v0" for t in ("bin-picking", "button-press-topdown", "door-open", "drawer-open",
+                                                 "plate-slide", "sweep-into", "push") for form in ("MetaWorld",)]
+SUITE_ENVS += ["crlab/MetaWorldGoal-push-v0"]
+# id prefix -> max copies: each dm_control copy holds its own GL context; a suite copy is a whole suite env, and
+# AsyncVectorEnv needs a process for each
+SLOW_ENV_COPIES = {"crlab/DMC-": 8, "crlab/Fetch": 8, "crlab/PointMaze": 8, "crlab/AntMaze": 8, "crlab/MetaWorld": 8}
 RENDER_SIZE = 84
 
 
@@ -60,7 +68,8 @@ def vector_env_rate(env_id: str, num_envs: int, mode: str, steps: int, warmup: i
     """Env-steps/s of `gymnasium.make_vec(env_id, num_envs, vectorization_mode=mode)`; None if the env has no such form."""
     if mode == "vector_entry_point" and gymnasium.spec(env_id).vector_entry_point is None:
         return None
-    env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode)
+    kwargs = {"vector_kwargs": {"shared_memory": True}} if mode == "async" else {}
+    env = gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     for _ in range(max(1, warmup // num_envs)):
@@ -95,6 +104,7 @@ def render_rate(env_id: str, frames: int, repeats: int, seed: int) -> float:
 
 
 PIXEL_ENVS = ["crlab/Reach-v0", "crlab/Push-v0"]  # MuJoCo envs that take the pixel options of envs/pixels.py
+PIXEL_ENVS += SUITE_ENVS
 PIXEL_KWARGS = {"obs_type": "pixels", "image_size": RENDER_SIZE, "frame_stack": 3}
 
 
@@ -127,6 +137,9 @@ def fmt(x: float | None) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--envs", nargs="+", default=DEFAULT_ENVS, help="Gymnasium env ids (default: %(default)s)")
+    parser.add_argument("--suites", action="store_true", help="measure the standard-suite envs (SUITE_ENVS)")
+    parser.add_argument("--forms", nargs="+", default=["single", "batched", "sync", "async"],
+                        choices=["single", "batched", "sync", "async"], help="which forms to time")
     parser.add_argument("--num-envs", type=int, default=64, help="copies in each vector env")
     parser.add_argument("--steps", type=int, default=25_600, help="env steps per timing (same for every form)")
     parser.add_argument("--max-seconds", type=float, default=4.0,
@@ -139,6 +152,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
     args = parser.parse_args()
+    if args.suites:
+        args.envs = SUITE_ENVS
 
     results = []
     for env_id in args.envs:
@@ -147,11 +162,16 @@ def main() -> None:
         steps = max(num_envs, min(args.steps, int(probe * args.max_seconds)) // num_envs * num_envs)
         timing = dict(warmup=min(args.warmup, steps // 4), repeats=args.repeats, seed=args.seed)
         row: dict[str, Any] = {"env_id": env_id, "num_envs": num_envs, "steps": steps}
-        row["single_steps_per_s"] = single_env_rate(env_id, steps, **timing)
-        row["batched_steps_per_s"] = vector_env_rate(env_id, num_envs, "vector_entry_point", steps, **timing)
-        row["sync_steps_per_s"] = vector_env_rate(env_id, num_envs, "sync", steps, **timing)
-        batched, sync = row["batched_steps_per_s"], row["sync_steps_per_s"]
-        row["batched_over_sync"] = None if batched is None else batched / sync
+        forms = {"single": None, "batched": "vector_entry_point", "sync": "sync", "async": "async"}
+        for form, mode in forms.items():
+            rate = None
+            if form in args.forms:
+                rate = (single_env_rate(env_id, steps, **timing) if mode is None
+                        else vector_env_rate(env_id, num_envs, mode, steps, **timing))
+            row[f"{form}_steps_per_s"] = rate
+        batched, sync, async_ = row["batched_steps_per_s"], row["sync_steps_per_s"], row["async_steps_per_s"]
+        row["batched_over_sync"] = None if batched is None or sync is None else batched / sync
+        row["batched_over_async"] = None if batched is None or async_ is None else batched / async_
         if args.render:
             row["render_frames_per_s"] = render_rate(env_id, args.render_frames, args.repeats, args.seed)
         results.append(row)
@@ -167,15 +187,16 @@ def main() -> None:
     machine = {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                "mujoco_gl": os.environ.get("MUJOCO_GL")}
     print(f"\nenv steps/s, best of {args.repeats}; {machine['processor']}, {machine['cpu_count']} CPUs")
-    header = f"{'env':<34} {'copies':>6} {'steps':>7} {'single':>10} {'batched':>10} {'sync':>10} {'batched/sync':>13}"
+    header = (f"{'env':<34} {'copies':>6} {'steps':>7} {'single':>10} {'batched':>10} {'sync':>10} {'async':>10} "
+              f"{'batched/sync':>13} {'batched/async':>14}")
     if args.render:
         header += f" {'render fps':>11}"
     print(header + "\n" + "-" * len(header))
     for r in results:
-        ratio = "n/a" if r["batched_over_sync"] is None else f"{r['batched_over_sync']:.1f}x"
+        ratios = ["n/a" if r[k] is None else f"{r[k]:.1f}x" for k in ("batched_over_sync", "batched_over_async")]
         line = (f"{r['env_id']:<34} {r['num_envs']:>6} {r['steps']:>7} {fmt(r['single_steps_per_s']):>10} "
-                f"{fmt(r['batched_steps_per_s']):>10} "
-                f"{fmt(r['sync_steps_per_s']):>10} {ratio:>13}")
+                f"{fmt(r['batched_steps_per_s']):>10} {fmt(r['sync_steps_per_s']):>10} "
+                f"{fmt(r['async_steps_per_s']):>10} {ratios[0]:>13} {ratios[1]:>14}")
         if args.render:
             line += f" {fmt(r['render_frames_per_s']):>11}"
         print(line)

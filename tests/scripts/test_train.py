@@ -158,3 +158,17 @@ def test_ppo_trains_on_text_games_from_the_cli_configs(tmp_path, env):
     assert [int(r["env_steps"]) for r in rows(run_dir)] == [0, 2048]
     rollout = load_rollout(run_dir / "videos" / "eval_000002048.npz")
     assert rollout["frames"].ndim == 4 and len(rollout["text"]) == len(rollout["frames"])
+
+
+@pytest.mark.parametrize("agent,env,video", [("crl", "fetch_reach", 1), ("crl", "point_maze_umaze", 0),
+                                             ("ppo", "mw_push", 0), ("crl", "mw_goal_door_open", 0)])
+def test_agents_train_on_the_suite_configs(tmp_path, agent, env, video):
+    budget = ["agent.warmup_steps=200", "agent.hidden=[32,32]", "agent.batch_size=32"] if agent == "crl" else \
+        ["agent.num_steps=16"]
+    cfg = config(f"agent={agent}", f"env={env}", "env.num_envs=2", "total_env_steps=512", "eval_every=512",
+                 "eval_episodes=2", f"video_episodes={video}", *budget)
+    run_dir = train(cfg, tmp_path / "run")
+    assert [int(r["env_steps"]) for r in rows(run_dir)] == [0, 512]
+    if video:
+        rollout = load_rollout(run_dir / "videos" / "eval_000000512.npz")
+        assert rollout["frames"].shape[0] == 50 and len(rollout["text"]) == 50
