@@ -7,7 +7,12 @@ negatives (InfoNCE). The actor maximises the critic's score of its own action fo
 SAC entropy bonus whose temperature is tuned to a target entropy.
 
 Observations follow the GoalEnv convention: dicts with `observation` (the state s) and `desired_goal` (the
-command); the critic's goals live in the `achieved_goal` space.
+command); the critic's goals live in the `achieved_goal` space, optionally extended by coordinates of the state
+(`goal_observation_indices`): then the critic learns to reach richer future states, and a command asks for the
+desired goal in both parts (`command_from_goal` says which desired-goal coordinate fills each added one). This is
+how Eysenbach et al. set up Fetch push (the goal is the object position written into both the gripper and the
+object slots of a state): the gripper part of the goal varies under any exploration, the object part only when
+the object is touched, so the critic has a signal long before the object moves.
 """
 
 from __future__ import annotations
@@ -49,8 +54,16 @@ class CRLConfig:
     buffer_size: int = 1_000_000
     warmup_steps: int = 5_000  # env steps with uniform random actions before learning starts
     updates_per_step: int = 1  # gradient steps per vector-env step
+    goal_observation_indices: list[int] = field(default_factory=list)  # state coordinates added to the goal
+    command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those
+    actor_random_goals: float = 0.0  # share of the actor's batch whose goals are other rows' (CRL's random_goals)
 
     def __post_init__(self) -> None:
+        if len(self.goal_observation_indices) != len(self.command_from_goal):
+            raise ValueError(f"goal_observation_indices={self.goal_observation_indices} and command_from_goal="
+                             f"{self.command_from_goal} must have the same length (one source per added coordinate)")
+        if not 0.0 <= self.actor_random_goals <= 1.0:
+            raise ValueError(f"actor_random_goals={self.actor_random_goals} must be in [0, 1]")
         if self.energy not in ENERGIES:
             raise ValueError(f"energy={self.energy!r} is not one of {ENERGIES}")
         if self.contrastive_loss not in CONTRASTIVE_LOSSES:
@@ -124,6 +137,13 @@ class CRLAgent:
         self.cfg, self.device, self.num_envs = cfg, device, num_envs
         obs_dim = int(np.prod(observation_space["observation"].shape))
         goal_dim = int(np.prod(observation_space["achieved_goal"].shape))
+        for name, indices, size in (("goal_observation_indices", cfg.goal_observation_indices, obs_dim),
+                                    ("command_from_goal", cfg.command_from_goal, goal_dim)):
+            if any(not 0 <= i < size for i in indices):
+                raise ValueError(f"{name}={indices} has indices outside 0..{size - 1}")
+        self.goal_obs_idx = torch.as_tensor(cfg.goal_observation_indices, dtype=torch.long, device=device)
+        self.command_idx = torch.as_tensor(cfg.command_from_goal, dtype=torch.long, device=device)
+        goal_dim += len(cfg.goal_observation_indices)
         self.action_dim = int(np.prod(action_space.shape))
         self.critic = ContrastiveCritic(obs_dim, self.action_dim, goal_dim, cfg).to(device)
         self.actor = TanhGaussianPolicy(obs_dim + goal_dim, self.action_dim, cfg.hidden, cfg.layer_norm).to(device)
@@ -142,13 +162,22 @@ class CRLAgent:
         n = obs["observation"].shape[0]
         if not deterministic and self.env_steps < self.cfg.warmup_steps:
             return torch.rand(n, self.action_dim, device=self.device) * 2 - 1
-        action, _ = self.actor(torch.cat([obs["observation"], obs["desired_goal"]], -1), deterministic)
+        action, _ = self.actor(torch.cat([obs["observation"], self.command(obs["desired_goal"])], -1), deterministic)
         return action
+
+    def command(self, desired_goal: torch.Tensor) -> torch.Tensor:
+        """The critic-space goal (N, G') of desired goals (N, G): the desired goal, then the coordinates that
+        `command_from_goal` copies into the added state slots."""
+        return torch.cat([desired_goal, desired_goal[:, self.command_idx]], -1)
+
+    def reached_goal(self, obs: TensorObs) -> torch.Tensor:
+        """The critic-space goal (N, G') a state achieves: its achieved goal and the chosen state coordinates."""
+        return torch.cat([obs["achieved_goal"], obs["observation"][:, self.goal_obs_idx]], -1)
 
     def observe(self, obs: TensorObs, action: torch.Tensor, reward: torch.Tensor, next_obs: TensorObs,
                 terminated: np.ndarray, truncated: np.ndarray) -> None:
         """Store one vector step (rewards are not used: CRL learns from reached states alone)."""
-        self.buffer.add(obs["observation"], action, next_obs["achieved_goal"], terminated | truncated)
+        self.buffer.add(obs["observation"], action, self.reached_goal(next_obs), terminated | truncated)
         self.env_steps += self.num_envs
 
     # --- learning ----------------------------------------------------------------------------------------
@@ -174,9 +203,15 @@ class CRLAgent:
         self.critic_opt.step()
 
         alpha = self.log_alpha.exp().detach()
-        pi_action, log_prob = self.actor(torch.cat([obs, goal], -1))
+        actor_goal, actor_goal_repr = goal, goal_repr.detach()
+        if cfg.actor_random_goals > 0:  # other rows' goals: commands the trajectory did not reach
+            swap = torch.rand(len(goal), 1, device=goal.device) < cfg.actor_random_goals
+            perm = torch.randperm(len(goal), device=goal.device)
+            actor_goal = torch.where(swap, goal[perm], goal)
+            actor_goal_repr = torch.where(swap, actor_goal_repr[perm], actor_goal_repr)
+        pi_action, log_prob = self.actor(torch.cat([obs, actor_goal], -1))
         pi_sa_repr = self.critic.sa_encoder(torch.cat([obs, pi_action], -1))
-        q = critic_diag(pi_sa_repr, goal_repr.detach(), cfg.energy)
+        q = critic_diag(pi_sa_repr, actor_goal_repr, cfg.energy)
         actor_loss = (alpha * log_prob - q).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()

@@ -59,6 +59,19 @@ class BatchedTask(abc.ABC):
         """Release renderers and other resources."""
 
 
+def check_actions(actions: np.ndarray, num_envs: int, action_space: gymnasium.Space) -> np.ndarray:
+    """`actions` as an array of shape (num_envs, *action_space.shape), all finite; otherwise a ValueError that
+    names the shape or the copies at fault, raised before anything is stepped."""
+    actions = np.asarray(actions)
+    expected = (num_envs, *action_space.shape)
+    if actions.shape != expected:
+        raise ValueError(f"actions have shape {actions.shape}; this env takes {expected}")
+    if np.issubdtype(actions.dtype, np.floating) and not np.isfinite(actions).all():
+        bad = sorted({int(i) for i in np.argwhere(~np.isfinite(actions).reshape(num_envs, -1))[:, 0]})
+        raise ValueError(f"actions of copies {bad} are not finite (NaN or inf); nothing was stepped")
+    return actions
+
+
 def true_next_obs(obs: Obs, info: dict[str, Any]) -> Obs:
     """The real next observations (N, ...) of a same-step-autoreset vector step: for copies whose episode ended,
     `obs` already holds the next episode's first observation, so take info["final_obs"] (masked by

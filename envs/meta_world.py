@@ -18,7 +18,7 @@ max_path_length).
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import gymnasium
@@ -30,6 +30,7 @@ from gymnasium import spaces
 
 from envs.batched import BatchedEnv, BatchedVectorEnv, Obs
 from envs.pixels import make_task
+from envs.subprocess_task import SubprocessTask
 from envs.suite import GoalImageMixin, SuiteTask
 
 EPISODE_STEPS = 500
@@ -182,11 +183,16 @@ class MetaWorldEnv(BatchedEnv):
 
 
 class MetaWorldVectorEnv(BatchedVectorEnv):
-    """Vector form of a crlab MetaWorld env (see envs/suite.py)."""
+    """Vector form of a crlab MetaWorld env: MetaWorld's step is mostly Python, so copies are stepped in worker
+    processes, one per core (envs/subprocess_task.py); `workers=0` keeps them in this process."""
 
     def __init__(self, num_envs: int = 1, task: str = "push-v3", goal_conditioned: bool = False,
                  max_episode_steps: int | None = EPISODE_STEPS, render_mode: str | None = None,
-                 **task_kwargs: Any) -> None:
+                 workers: int | None = None, **task_kwargs: Any) -> None:
         _check_task(task)
-        task_obj = make_task(_task_cls(task), num_envs, task=task, goal_conditioned=goal_conditioned, **task_kwargs)
+        kwargs = {"task": task, "goal_conditioned": goal_conditioned, **task_kwargs}
+        if workers == 0 or num_envs == 1:
+            task_obj = make_task(_task_cls(task), num_envs, **kwargs)
+        else:
+            task_obj = SubprocessTask(partial(make_task, _task_cls(task)), num_envs, workers, **kwargs)
         super().__init__(task_obj, max_episode_steps, render_mode)

@@ -23,7 +23,7 @@ import gymnasium
 import mujoco
 import numpy as np
 
-from envs.batched import BatchedTask, Obs
+from envs.batched import BatchedTask, Obs, check_actions
 from envs.mujoco_batch import new_renderer
 
 Camera = dict[str, Any] | str  # a free camera (distance, azimuth, elevation, lookat) or a camera of the model
@@ -100,13 +100,7 @@ class SuiteTask(BatchedTask):
             self._next_seeds[i] = None
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        actions = np.asarray(actions)
-        expected = (self.num_envs, *self.action_space.shape)
-        if actions.shape != expected:
-            raise ValueError(f"actions have shape {actions.shape}; this env takes {expected}")
-        if not np.isfinite(actions).all():
-            bad = sorted({int(i) for i in np.argwhere(~np.isfinite(actions))[:, 0]})
-            raise ValueError(f"actions of copies {bad} are not finite (NaN or inf); nothing was stepped")
+        actions = check_actions(actions, self.num_envs, self.action_space)
 
         def run(chunk: np.ndarray) -> None:
             for i in chunk:

@@ -117,3 +117,29 @@ def test_crl_rejects_non_goal_spaces():
     box = gymnasium.spaces.Box(-1, 1, (3,))
     with pytest.raises(ValueError, match="goal env"):
         make_agent("crl", {}, box, box, 1, 10, torch.device("cpu"))
+
+
+def test_goal_observation_indices_extend_the_stored_goal_and_the_command():
+    """Reach observation[6:8] is the fingertip: the stored goal becomes (achieved_goal, fingertip) and a command
+    (desired_goal, desired_goal[[0, 1]])."""
+    env, agent = _agent(goal_observation_indices=[6, 7], command_from_goal=[0, 1], actor_random_goals=0.5)
+    obs, _ = env.reset(seed=0)
+    o = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
+    torch.testing.assert_close(agent.command(o["desired_goal"]), o["desired_goal"][:, [0, 1, 0, 1]])
+    reached = agent.reached_goal(o)
+    torch.testing.assert_close(reached, torch.cat([o["achieved_goal"], o["observation"][:, 6:8]], -1))
+    a = agent.act(o)
+    nxt, r, term, trunc, _ = env.step(a.numpy())
+    n = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in nxt.items()}
+    agent.observe(o, a, torch.as_tensor(r), n, term, trunc)
+    torch.testing.assert_close(agent.buffer.next_achieved_goal[agent.buffer.slot, 0], agent.reached_goal(n))
+    assert agent.buffer.next_achieved_goal.shape[-1] == 4
+
+
+def test_goal_observation_options_are_checked():
+    with pytest.raises(ValueError, match="same length"):
+        CRLConfig(goal_observation_indices=[0, 1], command_from_goal=[0])
+    with pytest.raises(ValueError, match="outside 0..7"):
+        _agent(goal_observation_indices=[8], command_from_goal=[0])
+    with pytest.raises(ValueError, match="actor_random_goals"):
+        CRLConfig(actor_random_goals=1.5)

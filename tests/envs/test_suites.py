@@ -153,3 +153,23 @@ def test_pixels_and_goal_images():
         assert obs["pixels"].shape == (3, 32, 32) and not np.array_equal(obs["pixels"], obs["goal_image"])
     with pytest.raises(ValueError, match="goal_image"):
         gymnasium.make("crlab/FetchReach-v0", obs_type="pixels", goal_image=True)
+
+
+def test_metaworld_worker_processes_match_the_in_process_copies():
+    """The vector MetaWorld env steps its copies in worker processes; the copies are those of the in-process form,
+    frames and descriptions included, and closing it ends the workers."""
+    kwargs = {"num_envs": 3, "goal_mode": "mt1", "max_episode_steps": 4}
+    workers = gymnasium.make_vec("crlab/MetaWorldGoal-sweep-into-v0", **kwargs)
+    local = gymnasium.make_vec("crlab/MetaWorldGoal-sweep-into-v0", workers=0, **kwargs)
+    assert len(workers.unwrapped.task.processes) == 2
+    a, b = workers.reset(seed=3)[0], local.reset(seed=3)[0]
+    assert _equal(a, b)
+    for action in np.random.default_rng(0).uniform(-1, 1, (6, 3, 4)).astype(np.float32):
+        (a, ra, ta, ua, ia), (b, rb, tb, ub, ib) = workers.step(action), local.step(action)
+        assert _equal(a, b) and np.array_equal(ra, rb) and np.array_equal(ua, ub)
+        assert np.array_equal(ia["is_success"], ib["is_success"])
+    assert workers.unwrapped.describe() == local.unwrapped.describe()
+    assert np.array_equal(workers.unwrapped.task.render(2), local.unwrapped.task.render(2))
+    processes = workers.unwrapped.task.processes
+    workers.close()
+    assert all(p.poll() is not None for p in processes)
