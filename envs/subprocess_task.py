@@ -48,7 +48,10 @@ def _worker(conn: Connection) -> None:
             conn.send(("ok", None))
             return
         try:
-            conn.send(("ok", getattr(task, method)(*args)))
+            if method in ("step", "reset_copies"):  # the new observation comes back with it: one round trip
+                conn.send(("ok", (getattr(task, method)(*args), task.observe())))
+            else:
+                conn.send(("ok", getattr(task, method)(*args)))
         except Exception as error:  # noqa: BLE001
             conn.send(("error", (error, traceback.format_exc())))
 
@@ -73,7 +76,9 @@ class SubprocessTask(BatchedTask):
         self.chunks = [c for c in np.array_split(np.arange(num_envs), workers) if len(c)]
         self.owner = np.concatenate([np.full(len(c), w) for w, c in enumerate(self.chunks)])
         self.conns, self.processes = [], []
-        environ = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        # one BLAS / OpenMP thread per worker: the workers already fill the cores, and idle BLAS threads spin
+        threads = {k: os.environ.get(k, "1") for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        environ = {**os.environ, **threads, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         for chunk in self.chunks:
             parent, child = socket.socketpair()
             process = subprocess.Popen([sys.executable, "-m", "envs.subprocess_task", str(child.fileno())],
@@ -85,6 +90,7 @@ class SubprocessTask(BatchedTask):
             self.processes.append(process)
         replies = [self._receive(c) for c in self.conns]
         self.observation_space, self.action_space, self.metadata, self._has_reward = replies[0]
+        self._obs: list[Obs] = [None] * len(self.chunks)  # type: ignore[list-item]  # each worker's latest
 
     def _receive(self, conn: Any) -> Any:
         status, value = conn.recv()
@@ -118,16 +124,20 @@ class SubprocessTask(BatchedTask):
                 self.conns[w].send(("reset_copies", (mine,)))
         for w in range(len(self.chunks)):
             if np.any(self.owner[copies] == w):
-                self._receive(self.conns[w])
+                _, self._obs[w] = self._receive(self.conns[w])
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         actions = check_actions(actions, self.num_envs, self.action_space)  # here: errors name global copies
-        parts = self._call_all("step", [(actions[c],) for c in self.chunks])
+        replies = self._call_all("step", [(actions[c],) for c in self.chunks])
+        parts, self._obs = [result for result, _ in replies], [obs for _, obs in replies]
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
                 _concat([p[2] for p in parts]))
 
     def observe(self) -> Obs:
-        return _concat(self._call_all("observe", [()] * len(self.chunks)))
+        """The copies' observations as of the last step / reset (the workers sent them along)."""
+        if any(obs is None for obs in self._obs):
+            self._obs = self._call_all("observe", [()] * len(self.chunks))
+        return _concat(self._obs)
 
     def render(self, copy: int) -> np.ndarray:
         worker, local = self._local(copy)
