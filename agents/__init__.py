@@ -13,7 +13,7 @@ from agents.cpl import CPLAgent, CPLConfig
 from agents.crl import CRLAgent, CRLConfig
 from agents.curl import CURLAgent, CURLConfig
 from agents.ppo import PPOAgent, PPOConfig
-from agents.sb3 import SB3PPOAgent, SB3PPOConfig, SB3SACAgent, SB3SACConfig
+from agents.sb3 import SB3PPOAgent, SB3PPOConfig, SB3SACAgent, SB3SACConfig, SB3TQCAgent, SB3TQCConfig
 
 AGENTS: dict[str, tuple[type, type]] = {
     "crl": (CRLAgent, CRLConfig),
@@ -22,6 +22,7 @@ AGENTS: dict[str, tuple[type, type]] = {
     "cpl": (CPLAgent, CPLConfig),
     "sb3_ppo": (SB3PPOAgent, SB3PPOConfig),
     "sb3_sac": (SB3SACAgent, SB3SACConfig),
+    "sb3_tqc": (SB3TQCAgent, SB3TQCConfig),
 }
 LOOPS = ("online", "offline", "sb3")  # scripts.train's loop per agent: env steps | dataset updates | SB3's learn
 

@@ -10,7 +10,9 @@ Checkpoints hold only `state_dict()`s of the SB3 policy, its optimizers and tens
 
 `sb3_ppo` mirrors our `ppo` (same rollout length, minibatches, epochs, clipping, tanh [64, 64] actor and critic,
 Adam eps 1e-5, linear LR annealing, observation normalisation by running mean / var via SB3's `VecNormalize`).
-`sb3_sac` is SAC with HER (`future`, 4 goals) switched on for GoalEnv dict observations.
+`sb3_sac` is SAC with HER (`future`, 4 goals) switched on for GoalEnv dict observations; `sb3_tqc` is TQC
+(Kuznetsov et al. 2020, from sb3-contrib) the same way, with the rl-baselines3-zoo's Fetch settings as defaults
+(the zoo's strongest Fetch baseline).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import gymnasium
 import numpy as np
 import torch
 from gymnasium import spaces
+from sb3_contrib import TQC
 from stable_baselines3 import PPO, SAC, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.running_mean_std import RunningMeanStd
@@ -68,7 +71,7 @@ class SB3SACConfig:
     tau: float = 0.05
     ent_coef: str = "auto"
     train_freq: int = 1  # vector steps between training phases
-    gradient_steps: int = 1  # gradient steps per training phase (-1: one per env step collected)
+    gradient_steps: int = -1  # gradient steps per training phase (-1: one per env step collected)
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     her: bool | None = None  # None: on for GoalEnv dict observations (off with a reward module: HER relabels
     #                           with the env's own compute_reward, which would leak the ground truth)
@@ -257,6 +260,18 @@ def _getattr(obj: Any, dotted: str) -> Any:
     return obj
 
 
+@dataclass
+class SB3TQCConfig(SB3SACConfig):
+    """Fields of `scripts/conf/agent/sb3_tqc.yaml`: SB3SACConfig's, with rl-baselines3-zoo's FetchPush / FetchPickAndPlace
+    TQC+HER settings as defaults (batch 2048, three layers of 512), and TQC's own."""
+
+    batch_size: int = 2048
+    hidden: list[int] = field(default_factory=lambda: [512, 512, 512])
+    n_quantiles: int = 25
+    top_quantiles_to_drop_per_net: int = 2
+    n_critics: int = 2
+
+
 class SB3PPOAgent(SB3Agent):
     """SB3 PPO with our PPO's settings (see SB3PPOConfig)."""
 
@@ -278,15 +293,20 @@ class SB3PPOAgent(SB3Agent):
 class SB3SACAgent(SB3Agent):
     """SB3 SAC, with HER on GoalEnv dict observations (see SB3SACConfig)."""
 
+    def _algorithm(self) -> tuple[type[BaseAlgorithm], dict[str, Any], dict[str, Any]]:
+        """The SB3 class, its extra constructor arguments and extra policy arguments."""
+        return SAC, {}, {}
+
     def _build(self, observation_space: spaces.Space, action_space: spaces.Space, num_envs: int,
                device: torch.device) -> BaseAlgorithm:
         cfg = self.cfg
-        model = SAC(policy_name(observation_space), env=None, _init_setup_model=False, device=device,
+        algorithm, extra, policy_extra = self._algorithm()
+        model = algorithm(policy_name(observation_space), env=None, _init_setup_model=False, device=device,
                     learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
                     batch_size=cfg.batch_size, gamma=cfg.gamma, tau=cfg.tau, ent_coef=cfg.ent_coef,
                     target_entropy=-float(np.prod(action_space.shape)),  # SB3's "auto" reads a bound env
                     train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps,
-                    policy_kwargs=dict(net_arch=list(cfg.hidden)))
+                    policy_kwargs=dict(net_arch=list(cfg.hidden), **policy_extra), **extra)
         # the replay buffer is made in `bind`, where the env (needed by HER) is known; a tiny one until then
         model.buffer_size = 1
         model = self._setup(model, observation_space, action_space, num_envs)
@@ -315,3 +335,12 @@ class SB3SACAgent(SB3Agent):
                 cfg.buffer_size, model.observation_space, model.action_space, device=model.device, n_envs=self.num_envs,
                 optimize_memory_usage=False)
         return venv
+
+
+class SB3TQCAgent(SB3SACAgent):
+    """sb3-contrib TQC, with HER on GoalEnv dict observations (see SB3TQCConfig)."""
+
+    def _algorithm(self) -> tuple[type[BaseAlgorithm], dict[str, Any], dict[str, Any]]:
+        cfg = self.cfg
+        return (TQC, {"top_quantiles_to_drop_per_net": cfg.top_quantiles_to_drop_per_net},
+                {"n_quantiles": cfg.n_quantiles, "n_critics": cfg.n_critics})

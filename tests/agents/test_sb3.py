@@ -49,6 +49,7 @@ def test_vec_env_adapter_reports_true_final_observations():
 @pytest.mark.parametrize("name,overrides", [
     ("sb3_sac", ["agent.learning_starts=400", "agent.hidden=[32,32]", "agent.batch_size=32"]),
     ("sb3_ppo", ["agent.num_steps=16", "agent.update_epochs=2"]),
+    ("sb3_tqc", ["agent.learning_starts=400", "agent.hidden=[32,32]", "agent.batch_size=32", "agent.gradient_steps=1"]),
 ])
 def test_short_run_writes_the_run_artifacts(tmp_path, name, overrides):
     assert agent_loop(name) == "sb3"
