@@ -3,8 +3,10 @@
 The critic never regresses a reward. It learns representations phi(s, a) and psi(g) whose similarity scores how
 likely g is to be reached in the discounted future of (s, a): the positive pairs are (s_t, a_t) with the achieved
 goal of s_{t+k}, k ~ Geometric(1 - discount) within the same trajectory; the other goals in the batch are the
-negatives (InfoNCE). The actor maximises the critic's score of its own action for the commanded goal, with a
-SAC entropy bonus whose temperature is tuned to a target entropy.
+negatives (InfoNCE). `contrastive_loss=td_infonce` learns the same critic by temporal differences instead (Zheng et
+al. 2024): the positive is the next state, plus, with weight `discount`, the target critic's own prediction of the
+next state's future, so it can stitch pieces of different trajectories. The actor maximises the critic's score
+of its own action for the commanded goal, with a SAC entropy bonus whose temperature is tuned to a target entropy.
 
 Observations follow the GoalEnv convention: dicts with `observation` (the state s) and `desired_goal` (the
 command); the critic's goals live in the `achieved_goal` space, optionally extended by coordinates of the state
@@ -20,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,7 +35,7 @@ from agents.goal_buffer import GoalReplayBuffer
 from agents.networks import TanhGaussianPolicy, mlp
 
 ENERGIES = ("dot", "l2", "norm")
-CONTRASTIVE_LOSSES = ("forward", "backward", "symmetric")
+CONTRASTIVE_LOSSES = ("forward", "backward", "symmetric", "td_infonce")
 
 
 @dataclass
@@ -42,7 +46,7 @@ class CRLConfig:
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     layer_norm: bool = True
     energy: str = "norm"  # dot: phi.psi | l2: -|phi-psi|^2 | norm: -|phi-psi|
-    contrastive_loss: str = "symmetric"
+    contrastive_loss: str = "symmetric"  # Monte-Carlo InfoNCE directions, or td_infonce (Zheng et al. 2024)
     logsumexp_penalty: float = 0.1
     discount: float = 0.99
     batch_size: int = 256
@@ -57,6 +61,7 @@ class CRLConfig:
     goal_observation_indices: list[int] = field(default_factory=list)  # state coordinates added to the goal
     command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those
     actor_random_goals: float = 0.0  # share of the actor's batch whose goals are other rows' (CRL's random_goals)
+    target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
 
     def __post_init__(self) -> None:
         if len(self.goal_observation_indices) != len(self.command_from_goal):
@@ -88,6 +93,24 @@ def critic_diag(sa_repr: torch.Tensor, goal_repr: torch.Tensor, energy: str) -> 
     return -sq if energy == "l2" else -(sq + 1e-8).sqrt()
 
 
+def td_infonce_loss(next_logits: torch.Tensor, future_logits: torch.Tensor, target_future_logits: torch.Tensor,
+                    discount: float, has_next: torch.Tensor) -> torch.Tensor:
+    """TD InfoNCE (Zheng et al. 2024): the discounted future-state distribution as next state, or, with
+    probability discount, the future of the next state, read off the target critic.
+
+    next_logits (B, B): f(s_i, a_i, g_i, s'_j), the positive of row i its own next state; future_logits (B, B):
+    f(s_i, a_i, g_i, h_j) over candidate goals h_j; target_future_logits (B, B): f_target(s'_i, a'_i, g_i, h_j) with
+    a' ~ pi(. | s'_i, g_i), whose softmax over j is the soft label of row i; has_next (B,) masks rows without a
+    stored next observation out of the bootstrapped term.
+    """
+    labels = torch.arange(next_logits.shape[0], device=next_logits.device)
+    next_term = F.cross_entropy(next_logits, labels)
+    weights = torch.softmax(target_future_logits, dim=1).detach()
+    future_term = -(weights * torch.log_softmax(future_logits, dim=1)).sum(1)
+    future_term = (future_term * has_next).sum() / has_next.sum().clamp_min(1.0)
+    return (1.0 - discount) * next_term + discount * future_term
+
+
 def infonce_loss(logits: torch.Tensor, kind: str, logsumexp_penalty: float) -> torch.Tensor:
     """InfoNCE over a (B, B) logit matrix whose diagonal holds the positive pairs.
 
@@ -105,7 +128,8 @@ def infonce_loss(logits: torch.Tensor, kind: str, logsumexp_penalty: float) -> t
 
 
 class ContrastiveCritic(nn.Module):
-    """phi(s, a) and psi(g) encoders."""
+    """phi(s, a) and psi(g) encoders. With td_infonce the caller folds the commanded goal into s: phi(s, g, a)
+    (the future of a goal-conditioned policy depends on its goal)."""
 
     def __init__(self, obs_dim: int, action_dim: int, goal_dim: int, cfg: CRLConfig) -> None:
         super().__init__()
@@ -145,7 +169,10 @@ class CRLAgent:
         self.command_idx = torch.as_tensor(cfg.command_from_goal, dtype=torch.long, device=device)
         goal_dim += len(cfg.goal_observation_indices)
         self.action_dim = int(np.prod(action_space.shape))
-        self.critic = ContrastiveCritic(obs_dim, self.action_dim, goal_dim, cfg).to(device)
+        self.td = cfg.contrastive_loss == "td_infonce"
+        critic_obs_dim = obs_dim + goal_dim if self.td else obs_dim
+        self.critic = ContrastiveCritic(critic_obs_dim, self.action_dim, goal_dim, cfg).to(device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False) if self.td else None
         self.actor = TanhGaussianPolicy(obs_dim + goal_dim, self.action_dim, cfg.hidden, cfg.layer_norm).to(device)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=device, requires_grad=True)
         self.target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
@@ -195,12 +222,19 @@ class CRLAgent:
         cfg = self.cfg
         obs, action, goal = batch["observation"], batch["action"], batch["goal"]
 
-        sa_repr, goal_repr = self.critic(obs, action, goal)
-        logits = critic_logits(sa_repr, goal_repr, cfg.energy)
-        critic_loss = infonce_loss(logits, cfg.contrastive_loss, cfg.logsumexp_penalty)
+        if self.td:
+            logits, critic_loss, goal_repr = self._td_critic_loss(batch)
+        else:
+            sa_repr, goal_repr = self.critic(obs, action, goal)
+            logits = critic_logits(sa_repr, goal_repr, cfg.energy)
+            critic_loss = infonce_loss(logits, cfg.contrastive_loss, cfg.logsumexp_penalty)
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         self.critic_opt.step()
+        if self.td:
+            with torch.no_grad():
+                for p, tp in zip(self.critic.parameters(), self.target_critic.parameters()):
+                    tp.lerp_(p, cfg.target_tau)
 
         alpha = self.log_alpha.exp().detach()
         actor_goal, actor_goal_repr = goal, goal_repr.detach()
@@ -210,7 +244,8 @@ class CRLAgent:
             actor_goal = torch.where(swap, goal[perm], goal)
             actor_goal_repr = torch.where(swap, actor_goal_repr[perm], actor_goal_repr)
         pi_action, log_prob = self.actor(torch.cat([obs, actor_goal], -1))
-        pi_sa_repr = self.critic.sa_encoder(torch.cat([obs, pi_action], -1))
+        state = torch.cat([obs, actor_goal], -1) if self.td else obs
+        pi_sa_repr = self.critic.sa_encoder(torch.cat([state, pi_action], -1))
         q = critic_diag(pi_sa_repr, actor_goal_repr, cfg.energy)
         actor_loss = (alpha * log_prob - q).mean()
         self.actor_opt.zero_grad(set_to_none=True)
@@ -234,6 +269,24 @@ class CRLAgent:
             "categorical_accuracy": correct,
         }
 
+    def _td_critic_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """TD InfoNCE on a batch: the conditioning goals g_i and the candidate goals h_j are the batch's relabelled
+        goals. Returns the (B, B) logits over candidates, the loss and psi of the goals (B, D)."""
+        cfg = self.cfg
+        obs, action, goal = batch["observation"], batch["action"], batch["goal"]
+        phi = self.critic.sa_encoder(torch.cat([obs, goal, action], -1))
+        goal_repr = self.critic.goal_encoder(goal)
+        next_logits = critic_logits(phi, self.critic.goal_encoder(batch["next_goal"]), cfg.energy)
+        future_logits = critic_logits(phi, goal_repr, cfg.energy)
+        with torch.no_grad():
+            next_state = torch.cat([batch["next_observation"], goal], -1)
+            next_action, _ = self.actor(next_state)
+            target_phi = self.target_critic.sa_encoder(torch.cat([next_state, next_action], -1))
+            target_logits = critic_logits(target_phi, self.target_critic.goal_encoder(goal), cfg.energy)
+        loss = td_infonce_loss(next_logits, future_logits, target_logits, cfg.discount, batch["has_next"])
+        loss = loss + cfg.logsumexp_penalty * torch.logsumexp(future_logits, dim=1).pow(2).mean()
+        return future_logits, loss, goal_repr
+
     # --- checkpoints -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -244,6 +297,7 @@ class CRLAgent:
             "actor_opt": self.actor_opt.state_dict(),
             "alpha_opt": self.alpha_opt.state_dict(),
             "env_steps": self.env_steps,
+            **({"target_critic": self.target_critic.state_dict()} if self.td else {}),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -255,3 +309,5 @@ class CRLAgent:
         self.actor_opt.load_state_dict(state["actor_opt"])
         self.alpha_opt.load_state_dict(state["alpha_opt"])
         self.env_steps = int(state["env_steps"])
+        if self.td:
+            self.target_critic.load_state_dict(state["target_critic"])

@@ -74,7 +74,9 @@ class GoalReplayBuffer:
         return min(self.num_episodes, self.num_slots - self.num_envs)
 
     def sample(self, batch_size: int, discount: float) -> dict[str, torch.Tensor]:
-        """Batch of (observation (B, S), action (B, A), goal (B, G)) with goal = achieved goal k>=1 steps later."""
+        """Batch of (observation (B, S), action (B, A), goal (B, G)) with goal = achieved goal k>=1 steps later;
+        also next_goal (B, G), next_observation (B, S) and has_next (B,) (0 where the step ended its episode, whose
+        last next observation is not stored)."""
         if self.num_episodes == 0:
             raise RuntimeError("GoalReplayBuffer.sample called before any episode finished")
         episode = torch.multinomial(self.lengths.float(), batch_size, replacement=True)
@@ -85,6 +87,10 @@ class GoalReplayBuffer:
             "observation": self.observation[episode, t],
             "action": self.action[episode, t],
             "goal": self.next_achieved_goal[episode, t + k - 1],
+            # one step on (TD InfoNCE): the next state's achieved goal always, its observation where stored
+            "next_goal": self.next_achieved_goal[episode, t],
+            "next_observation": self.observation[episode, (t + 1).clamp(max=length - 1)],
+            "has_next": (t + 1 < length).float(),
             "t": t,
             "offset": k,
             "length": length,

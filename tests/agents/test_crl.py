@@ -143,3 +143,41 @@ def test_goal_observation_options_are_checked():
         _agent(goal_observation_indices=[8], command_from_goal=[0])
     with pytest.raises(ValueError, match="actor_random_goals"):
         CRLConfig(actor_random_goals=1.5)
+
+
+def test_td_infonce_loss_on_a_hand_built_batch():
+    from agents.crl import td_infonce_loss
+
+    next_logits = torch.zeros(2, 2)  # each row: ln 2 of cross-entropy against its own next state
+    future_logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]], requires_grad=True)  # softmax [1/4, 3/4], [1/2, 1/2]
+    target = torch.tensor([[0.0, 0.0], [math.log(3.0), 0.0]], requires_grad=True)  # soft labels [1/2, 1/2], [3/4, 1/4]
+    has_next = torch.tensor([1.0, 0.0])  # row 1 ended its episode: no bootstrapped term
+    loss = td_infonce_loss(next_logits, future_logits, target, 0.9, has_next)
+    expected = 0.1 * math.log(2.0) + 0.9 * 0.5 * math.log(16.0 / 3.0)
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    loss.backward()
+    assert target.grad is None or torch.all(target.grad == 0)  # the target critic's labels are constants
+    # discount 0: plain InfoNCE against the next state
+    only_next = td_infonce_loss(torch.eye(3) * 5, torch.randn(3, 3), torch.randn(3, 3), 0.0, torch.ones(3))
+    assert only_next.item() == pytest.approx(F.cross_entropy(torch.eye(3) * 5, torch.arange(3)).item(), rel=1e-6)
+
+
+def test_td_infonce_agent_updates_and_round_trips():
+    env, agent = _agent(contrastive_loss="td_infonce")
+    obs, _ = env.reset(seed=0)
+    for _ in range(60):
+        o = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
+        a = agent.act(o)
+        obs, r, term, trunc, info = env.step(a.numpy())
+        agent.observe(o, a, torch.as_tensor(r), {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}, term, trunc)
+    batch = agent.buffer.sample(32, 0.99)
+    assert torch.equal(batch["has_next"], (batch["t"] + 1 < batch["length"]).float())
+    before = [p.clone() for p in agent.target_critic.parameters()]
+    metrics = agent.update_on(batch)
+    assert torch.isfinite(metrics["critic_loss"])
+    moved = [not torch.equal(b, p) for b, p in zip(before, agent.target_critic.parameters())]
+    assert any(moved)  # Polyak-averaged towards the critic
+    _, other = _agent(seed=1, contrastive_loss="td_infonce")
+    other.load_state_dict(agent.state_dict())
+    for p, q in zip(agent.target_critic.parameters(), other.target_critic.parameters()):
+        torch.testing.assert_close(p, q)
