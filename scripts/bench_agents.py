@@ -17,6 +17,10 @@ Parts (budgets are defaults; each flag is listed by --help):
     cpl_text     CPL on gold preferences between random one-step segments of FlightPreference vs random
     text_policies  PPO (FlightPreference, InstructionFeedback) and CPL (FlightPreference) reading the text with the
                  bundled sentence encoder (agent.text_encoder=minilm) instead of the numeric views
+    goal_suites  goal-conditioned agents on the suites at the issue's wall-clock budgets, each run through
+                 scripts.train with time_limit_s, for --goal-seeds: --goal-tasks picks from GOAL_TASKS (task ->
+                 budget, agents beside each other); prints each run's success curve (evaluation every
+                 --goal-eval-every env steps) and its final success
 """
 
 from __future__ import annotations
@@ -49,7 +53,18 @@ from scripts.train import make_envs, train
 CONF = Path(__file__).resolve().parent / "conf"
 CPU = torch.device("cpu")
 TEXT_ENVS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0")
-PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies")
+PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies", "goal_suites")
+# goal_suites: task -> (env config, wall-clock seconds, {run name: overrides}); the budgets are the issue's
+PUSH_GOAL_STATE = ["agent.goal_observation_indices=[0,1]", "agent.command_from_goal=[0,1]"]
+GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
+    "fetch_reach": ("fetch_reach", 300, {"crl": ["agent=crl"], "sb3_sac_her": ["agent=sb3_sac"],
+                                         "sb3_tqc_her": ["agent=sb3_tqc"]}),
+    "point_maze_medium": ("point_maze_medium", 600, {"crl_infonce": ["agent=crl"],
+                                                     "crl_td_infonce": ["agent=crl", "agent.contrastive_loss=td_infonce"]}),
+    "push": ("push", 1200, {"crl": ["agent=crl"], "crl_goal_state": ["agent=crl", *PUSH_GOAL_STATE],
+                            "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
+    "fetch_push": ("fetch_push", 3600, {"crl": ["agent=crl"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
+}
 
 
 def train_config(*overrides: str) -> Any:
@@ -342,7 +357,33 @@ def text_policies(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     return results
 
 
-RUNNERS = {"ppo_reach": ppo_reach, "ppo_vs_sb3": ppo_vs_sb3, "curl_pixels": curl_pixels, "cpl_reach": cpl_reach,
+def goal_suites(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    import csv
+
+    results: dict[str, Any] = {}
+    for task in args.goal_tasks:
+        env_name, seconds, runs = GOAL_TASKS[task]
+        for name, overrides in runs.items():
+            if args.goal_runs and name not in args.goal_runs:
+                continue
+            for seed in args.goal_seeds:
+                run_dir = out_dir / f"{task}_{name}_seed{seed}"
+                cfg = train_config(*overrides, f"env={env_name}", f"seed={seed}", f"time_limit_s={seconds}",
+                                   "total_env_steps=100_000_000", f"eval_every={args.goal_eval_every}",
+                                   f"checkpoint_every={10 * args.goal_eval_every}", f"torch_threads={args.threads}")
+                start = time.perf_counter()
+                train(cfg, run_dir)
+                with open(run_dir / "metrics.csv", newline="") as f:
+                    table = list(csv.DictReader(f))
+                curve = [(int(r["env_steps"]), round(float(r["eval_success_rate"]), 3)) for r in table]
+                results[f"{task}.{name}.seed{seed}"] = {
+                    "success": float(table[-1]["eval_success_rate"]), "env_steps": int(table[-1]["env_steps"]),
+                    "wall_s": time.perf_counter() - start, "budget_s": seconds, "curve": str(curve)}
+                print(f"{task} {name} seed {seed}: {curve}", flush=True)
+    return results
+
+
+RUNNERS = {"goal_suites": goal_suites, "ppo_reach": ppo_reach, "ppo_vs_sb3": ppo_vs_sb3, "curl_pixels": curl_pixels, "cpl_reach": cpl_reach,
            "ppo_text": ppo_text, "text_policies": text_policies, "cpl_text": cpl_text}
 
 
@@ -380,6 +421,11 @@ def main() -> None:
     parser.add_argument("--text-policy-steps", type=int, default=20_000,
                         help="text_policies: PPO env steps per game (the sentence encoder runs every step)")
     parser.add_argument("--cpl-text-updates", type=int, default=3000)
+    parser.add_argument("--goal-tasks", nargs="+", default=["fetch_reach", "point_maze_medium", "push"],
+                        choices=list(GOAL_TASKS), help="goal_suites: tasks")
+    parser.add_argument("--goal-runs", nargs="+", default=None, help="goal_suites: only these run names")
+    parser.add_argument("--goal-seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--goal-eval-every", type=int, default=25_000, help="goal_suites: env steps")
     parser.add_argument("--out-dir", type=Path, default=None, help="run directories (default: a temp dir)")
     parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
     args = parser.parse_args()
