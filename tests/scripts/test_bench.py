@@ -22,3 +22,19 @@ def test_gpu_bench_measures_ppo_on_cpu():
     result = measure("ppo", ["ppo:env.num_envs=8", "ppo:agent.num_steps=8"], "cpu", seconds=0.5, warmup_s=0.2, seed=0)
     assert result["env"] == "reach" and result["num_envs"] == 8
     assert result["env_steps_per_s"] > 0 and result["updates_per_s"] > 0 and result["seconds"] >= 0.5
+
+
+def test_goal_suites_runs_each_agent_for_its_budget(tmp_path, monkeypatch):
+    import scripts.bench_agents as bench
+
+    monkeypatch.setitem(bench.GOAL_TASKS, "tiny", ("fetch_reach", 3, {
+        "crl": ["agent=crl", "agent.warmup_steps=100", "agent.hidden=[16]", "agent.batch_size=16",
+                "env.num_envs=2", "eval_episodes=2"],
+        "td": ["agent=crl", "agent.contrastive_loss=td_infonce", "agent.warmup_steps=100", "agent.hidden=[16]",
+               "agent.batch_size=16", "env.num_envs=2", "eval_episodes=2"]}))
+    args = argparse.Namespace(goal_tasks=["tiny"], goal_runs=None, goal_seeds=[0], goal_eval_every=200, threads=1)
+    results = bench.goal_suites(args, tmp_path)
+    assert set(results) == {"tiny.crl.seed0", "tiny.td.seed0"}
+    for row in results.values():
+        assert 0.0 <= row["success"] <= 1.0 and row["budget_s"] == 3 and row["env_steps"] > 0
+        assert row["wall_s"] >= 3  # stopped by its time limit, not by a step count
