@@ -68,38 +68,21 @@ if "crlab/Push-v0" not in registry:
 
 # The standard suites (envs/fetch.py, envs/maze.py, envs/meta_world.py): the suites' own envs, unmodified, as crlab
 # batched tasks. Their episode lengths are the suites' own.
-for _task in ("Reach", "Push", "PickAndPlace", "Slide"):
-    if f"crlab/Fetch{_task}-v0" not in registry:
-        register(
-            id=f"crlab/Fetch{_task}-v0",
-            entry_point="envs.fetch:FetchEnv",
-            vector_entry_point="envs.fetch:FetchVectorEnv",
-            max_episode_steps=50,
-            kwargs={"task": _task},
-        )
-del _task
+def _register_suite_env(env_id: str, module: str, form: str, steps: int, **kwargs: object) -> None:
+    if env_id not in registry:
+        register(id=env_id, entry_point=f"envs.{module}:{form}Env", vector_entry_point=f"envs.{module}:{form}VectorEnv",
+                 max_episode_steps=steps, kwargs=kwargs)
 
+
+for _task in ("Reach", "Push", "PickAndPlace", "Slide"):
+    _register_suite_env(f"crlab/Fetch{_task}-v0", "fetch", "Fetch", 50, task=_task)
 for _maze, _steps in (("PointMaze-UMaze", 300), ("PointMaze-Medium", 600), ("PointMaze-Large", 800),
                       ("AntMaze-UMaze", 700)):
-    if f"crlab/{_maze}-v0" not in registry:
-        register(
-            id=f"crlab/{_maze}-v0",
-            entry_point="envs.maze:MazeEnv",
-            vector_entry_point="envs.maze:MazeVectorEnv",
-            max_episode_steps=_steps,
-            kwargs={"maze": _maze},
-        )
-del _maze, _steps
-
+    _register_suite_env(f"crlab/{_maze}-v0", "maze", "Maze", _steps, maze=_maze)
 for _task in ("bin-picking-v3", "button-press-topdown-v3", "door-open-v3", "drawer-open-v3", "plate-slide-v3",
               "sweep-into-v3", "push-v3"):
-    for _form, _goal in (("MetaWorld", False), ("MetaWorldGoal", True)):
-        if f"crlab/{_form}-{_task[:-3]}-v0" not in registry:
-            register(
-                id=f"crlab/{_form}-{_task[:-3]}-v0",
-                entry_point="envs.meta_world:MetaWorldEnv",
-                vector_entry_point="envs.meta_world:MetaWorldVectorEnv",
-                max_episode_steps=500,
-                kwargs={"task": _task, "goal_conditioned": _goal},
-            )
-del _task, _form, _goal
+    _register_suite_env(f"crlab/MetaWorld-{_task[:-3]}-v0", "meta_world", "MetaWorld", 500, task=_task,
+                        goal_conditioned=False)
+    _register_suite_env(f"crlab/MetaWorldGoal-{_task[:-3]}-v0", "meta_world", "MetaWorld", 500, task=_task,
+                        goal_conditioned=True)
+del _task, _maze, _steps

@@ -89,14 +89,19 @@ def _agent(seed=0, **overrides):
     return env, make_agent("crl", cfg, env.single_observation_space, env.single_action_space, 4, 50, torch.device("cpu"))
 
 
-def test_update_decreases_contrastive_loss_on_fixed_batch():
-    env, agent = _agent()
+def _collect(env, agent, steps):
+    """`steps` vector steps of the agent's own actions into its buffer."""
     obs, _ = env.reset(seed=0)
-    for _ in range(100):
+    for _ in range(steps):
         o = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
         a = agent.act(o)
         obs, r, term, trunc, info = env.step(a.numpy())
         agent.observe(o, a, torch.as_tensor(r), {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}, term, trunc)
+
+
+def test_update_decreases_contrastive_loss_on_fixed_batch():
+    env, agent = _agent()
+    _collect(env, agent, 100)
     batch = agent.buffer.sample(32, 0.99)
     first = agent.update_on(batch)["critic_loss"].item()
     for _ in range(50):
@@ -164,12 +169,7 @@ def test_td_infonce_loss_on_a_hand_built_batch():
 
 def test_td_infonce_agent_updates_and_round_trips():
     env, agent = _agent(contrastive_loss="td_infonce")
-    obs, _ = env.reset(seed=0)
-    for _ in range(60):
-        o = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
-        a = agent.act(o)
-        obs, r, term, trunc, info = env.step(a.numpy())
-        agent.observe(o, a, torch.as_tensor(r), {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}, term, trunc)
+    _collect(env, agent, 60)
     batch = agent.buffer.sample(32, 0.99)
     assert torch.equal(batch["has_next"], (batch["t"] + 1 < batch["length"]).float())
     before = [p.clone() for p in agent.target_critic.parameters()]
