@@ -37,6 +37,7 @@ class RunCallback(BaseCallback):
         steps = agent.env_steps
         self.next_eval = (steps // cfg.eval_every + 1) * cfg.eval_every if steps else 0
         self.next_checkpoint = steps + cfg.checkpoint_every
+        self.last_eval = -1 if log.last_eval_step is None else log.last_eval_step
         n = agent.num_envs
         self.proxy_return, self.gt_return = np.zeros(n), np.zeros(n)
         self.finished: list[tuple[float, float]] = []
@@ -45,23 +46,25 @@ class RunCallback(BaseCallback):
     def _marks(self) -> bool:
         """Evaluate / checkpoint when due; False once the budget or the time limit is spent."""
         cfg, steps = self.cfg, self.agent.env_steps
-        if steps >= self.next_eval:
+        over_time = bool(cfg.time_limit_s) and time.perf_counter() - self.start >= cfg.time_limit_s
+        stop = steps >= cfg.total_env_steps or over_time
+        # a run stopped between evaluations (time limit, off-grid budget) ends with one, as scripts.train's loop
+        if steps >= self.next_eval or (stop and self.last_eval != steps):
             row = {"env_steps": steps, **evaluate(self.agent, self.eval_env, seed=cfg.seed + 10_000)}
             row["wall_time_s"] = time.perf_counter() - self.start
             self.log.eval_row(row)
             if cfg.video_episodes > 0:
                 record_episodes(self.agent, self.video_env, cfg.video_episodes, cfg.seed + 20_000,
                                 self.run_dir / "videos" / f"eval_{steps:09d}")
-            self.next_eval += cfg.eval_every
-        if steps >= self.next_checkpoint or steps >= cfg.total_env_steps:
+            self.next_eval, self.last_eval = (steps // cfg.eval_every + 1) * cfg.eval_every, steps
+        if steps >= self.next_checkpoint or stop:
             write_checkpoint(self.run_dir, self.agent, steps, time.perf_counter() - self.start, self.config_yaml,
                              cfg.keep_checkpoints)
             if self.feedback is not None:
                 self.reward_module.save(self.run_dir / "reward_model.safetensors")
             while self.next_checkpoint <= steps:
                 self.next_checkpoint += cfg.checkpoint_every
-        over_time = self.cfg.time_limit_s and time.perf_counter() - self.start >= self.cfg.time_limit_s
-        return not (steps >= cfg.total_env_steps or over_time)
+        return not stop
 
     def _on_training_start(self) -> None:
         self.running = self._marks()

@@ -109,3 +109,14 @@ def test_sb3_ppo_learns_the_negotiation_game():
     greedy = lambda obs: agent.act({k: torch.as_tensor(v) for k, v in obs.items()}, deterministic=True).numpy()  # noqa: E731
     random = mean_return(env, lambda obs: env.action_space.sample(), 256, 1)
     assert mean_return(env, greedy, 256, 1) > random + 0.3
+
+
+def test_a_run_stopped_by_its_time_limit_ends_with_an_evaluation_and_a_checkpoint(tmp_path):
+    cfg = config("agent=sb3_sac", "total_env_steps=1000000", "time_limit_s=3", "eval_every=1000000",
+                 "checkpoint_every=1000000", "eval_episodes=2", "video_episodes=0", "env.num_envs=4",
+                 "agent.learning_starts=200", "agent.hidden=[16]", "agent.batch_size=16")
+    run_dir = train(cfg, tmp_path / "run")
+    table = rows(run_dir)
+    last = int(table[-1]["env_steps"])
+    assert len(table) == 2 and int(table[0]["env_steps"]) == 0 and last > 0
+    assert torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["env_steps"] == last
