@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import gymnasium
 import hydra
 import numpy as np
 import torch
@@ -27,46 +26,19 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import envs  # noqa: F401  (registers crlab/ envs)
-from agents import agent_loop, make_agent, resolve_device
+from agents import agent_loop, resolve_device
 from agents.base import obs_to_tensor
 from envs.batched import true_next_obs
-from rewards.from_config import feedback_from_config, reward_from_config
-from rewards.wrapper import VectorRewardWrapper
 from scripts.cli import check_overrides, user_errors
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, latest_checkpoint, write_checkpoint
+from scripts.run_setup import build_run, make_envs  # noqa: F401  (make_envs: imported from here by the benchmarks)
+from scripts.train_offline import train_offline
+from scripts.train_sb3 import train_sb3
 
 # hydra.run.dir is the resumed run's directory when resume=RUN_DIR is given (see conf/train.yaml).
 logging.getLogger("OpenGL").setLevel(logging.WARNING)
 OmegaConf.register_new_resolver("resume_or", lambda resume, new: resume if resume else new, replace=True)
-
-
-def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None) -> gymnasium.vector.VectorEnv:
-    kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
-    return gymnasium.make_vec(cfg.env.id, num_envs=num_envs, max_episode_steps=cfg.env.max_episode_steps,
-                              render_mode=render_mode, **kwargs)
-
-
-def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: torch.device) -> tuple:
-    """Training / evaluation / video envs, the reward module and its online feedback (None with `reward=none`),
-    and the agent: what every training loop (online, SB3) starts from. A resumed run reloads its reward model."""
-    reward_cfg = cfg.get("reward") or {"name": "none"}  # runs from before reward=NAME existed have none
-    render_mode = None if reward_cfg["name"] == "none" else "rgb_array"  # renders only if the reward module asks
-    env = make_envs(cfg, cfg.env.num_envs, render_mode)
-    eval_env = make_envs(cfg, cfg.eval_episodes, render_mode)
-    reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device)
-    feedback = feedback_from_config(reward_cfg, reward_module, env.num_envs, cfg.seed)
-    reward_path = run_dir / "reward_model.safetensors"
-    if reward_module is not None:
-        if feedback is not None and checkpoint is not None and reward_path.exists():
-            reward_module.load(reward_path)
-        env = VectorRewardWrapper(env, reward_module, observer=feedback)
-        eval_env = VectorRewardWrapper(eval_env, reward_module)
-    video_env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
-    options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
-    agent = make_agent(cfg.agent.name, options, env.single_observation_space, env.single_action_space, env.num_envs,
-                       cfg.env.max_episode_steps, device)
-    return env, eval_env, video_env, reward_module, feedback, agent
 
 
 GROUPS = ("agent", "env", "reward")
@@ -116,8 +88,6 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     device = resolve_device(cfg.device)
     loop = agent_loop(cfg.agent.name)
     if loop != "online":  # cpl learns from a dataset, SB3 agents inside model.learn: their loops live beside this one
-        from scripts.train_offline import train_offline
-        from scripts.train_sb3 import train_sb3
         return {"offline": train_offline, "sb3": train_sb3}[loop](cfg, run_dir, checkpoint, device, config_yaml)
     env, eval_env, video_env, reward_module, feedback, agent = build_run(cfg, run_dir, checkpoint, device)
     reward_path = run_dir / "reward_model.safetensors"

@@ -21,12 +21,12 @@ from agents import make_agent
 from agents.preference_dataset import load_preference_dataset
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, write_checkpoint
+from scripts.run_setup import make_envs
 
 
 def train_offline(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None, device: torch.device,
                   config_yaml: str) -> Path:
     """Run `total_env_steps` dataset updates of `cfg.agent`, evaluating every `eval_every`; returns `run_dir`."""
-    from scripts.train import make_envs  # scripts.train imports this module lazily
 
     reward_name = (cfg.get("reward") or {"name": "none"})["name"]
     if reward_name != "none":

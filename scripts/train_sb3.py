@@ -24,6 +24,7 @@ from stable_baselines3.common.logger import configure
 
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, write_checkpoint
+from scripts.run_setup import build_run
 
 
 class RunCallback(BaseCallback):
@@ -98,7 +99,6 @@ class RunCallback(BaseCallback):
 def train_sb3(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None, device: torch.device,
               config_yaml: str) -> Path:
     """Train an SB3 agent on the configured env and reward; returns `run_dir`."""
-    from scripts.train import build_run  # scripts.train imports this module lazily
 
     env, eval_env, video_env, reward_module, feedback, agent = build_run(cfg, run_dir, checkpoint, device)
 
