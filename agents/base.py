@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -46,3 +46,19 @@ class Agent(Protocol):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Inverse of `state_dict`."""
+
+
+RewardFn = Callable[[Any, torch.Tensor, Any], torch.Tensor]  # (obs, action, next_obs) batches -> rewards (B,)
+
+
+@runtime_checkable
+class RelabelsRewards(Protocol):
+    """Agents whose replay buffer stores rewards. After each preference-feedback session the run engine recomputes
+    every stored reward with the new reward model (PEBBLE, Lee et al. 2021), so no update learns from a stale one."""
+
+    def check_reward_inputs(self, obs_keys: list[str] | None) -> None:
+        """Raise ValueError, before any work, if the buffer does not keep what a reward model reading the
+        observation entries `obs_keys` (None: all of them) needs."""
+
+    def relabel_rewards(self, reward_fn: RewardFn) -> None:
+        """Overwrite every stored reward with reward_fn(obs, action, next_obs), in batches on the buffer's device."""

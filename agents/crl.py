@@ -62,13 +62,15 @@ class CRLConfig:
     command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those
     actor_random_goals: float = 0.0  # share of the actor's batch whose goals are other rows' (CRL's random_goals)
     target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
+    goal_motion_share: float = 0.0  # share of each batch from episodes drawn by how far their achieved goal moved
 
     def __post_init__(self) -> None:
         if len(self.goal_observation_indices) != len(self.command_from_goal):
             raise ValueError(f"goal_observation_indices={self.goal_observation_indices} and command_from_goal="
                              f"{self.command_from_goal} must have the same length (one source per added coordinate)")
-        if not 0.0 <= self.actor_random_goals <= 1.0:
-            raise ValueError(f"actor_random_goals={self.actor_random_goals} must be in [0, 1]")
+        for name in ("actor_random_goals", "goal_motion_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
         if self.energy not in ENERGIES:
             raise ValueError(f"energy={self.energy!r} is not one of {ENERGIES}")
         if self.contrastive_loss not in CONTRASTIVE_LOSSES:
@@ -179,7 +181,9 @@ class CRLAgent:
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=True)
-        self.buffer = GoalReplayBuffer(obs_dim, self.action_dim, goal_dim, num_envs, cfg.buffer_size, max_episode_steps, device)
+        env_goal_dim = int(np.prod(observation_space["achieved_goal"].shape))
+        self.buffer = GoalReplayBuffer(obs_dim, self.action_dim, goal_dim, num_envs, cfg.buffer_size, max_episode_steps,
+                                       device, motion_dims=env_goal_dim if cfg.goal_motion_share > 0 else 0)
         self.env_steps = 0
 
     # --- acting ------------------------------------------------------------------------------------------
@@ -214,7 +218,8 @@ class CRLAgent:
             return {}
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.updates_per_step):
-            metrics = self.update_on(self.buffer.sample(self.cfg.batch_size, self.cfg.discount))
+            metrics = self.update_on(self.buffer.sample(self.cfg.batch_size, self.cfg.discount,
+                                                        self.cfg.goal_motion_share))
         return metrics
 
     def update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

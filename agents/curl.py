@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from agents.base import TensorObs
-from agents.encoders import (FeatureHead, PixelEncoder, center_crop, default_crop_size, orthogonal_init_, pixel_shape,
+from agents.base import RewardFn, TensorObs
+from agents.encoders import (PIXEL_KEY, FeatureHead, PixelEncoder, center_crop, default_crop_size, orthogonal_init_, pixel_shape,
                              pixels_of, random_crop)
 from agents.networks import TanhGaussianPolicy, mlp
 from agents.pixel_buffer import PixelReplayBuffer
@@ -128,6 +128,7 @@ class CURLAgent:
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise ValueError(f"curl needs 1-D Box actions, got {action_space}")
         self.cfg, self.device, self.num_envs = cfg, device, num_envs
+        self.dict_obs = isinstance(observation_space, spaces.Dict)
         channels, height, width = shape
         self.crop_size = cfg.crop_size or default_crop_size(min(height, width))
         self.action_dim = action_space.shape[0]
@@ -176,6 +177,20 @@ class CURLAgent:
         done = torch.as_tensor(terminated, device=self.buffer.device)
         self.buffer.add(to_uint8(obs), self._to_unit(action.to(self.device)), reward, to_uint8(next_obs), done)
         self.env_steps += self.num_envs
+
+    # --- reward relabelling (agents.base.RelabelsRewards) -------------------------------------------------
+    def check_reward_inputs(self, obs_keys: list[str] | None) -> None:
+        """The buffer keeps frame stacks and actions only: with dict observations the reward model must read
+        just the pixels."""
+        if self.dict_obs and list(obs_keys or []) != [PIXEL_KEY]:
+            raise ValueError(f"agent=curl stores only the '{PIXEL_KEY}' entry of its dict observations, so a reward "
+                             f"model it relabels with must read just that: set reward.obs_keys=[{PIXEL_KEY}] "
+                             f"(got {obs_keys})")
+
+    def relabel_rewards(self, reward_fn: RewardFn) -> None:
+        """PEBBLE: every stored reward recomputed by the current reward model, on the buffer's device."""
+        view = (lambda x: {PIXEL_KEY: x}) if self.dict_obs else (lambda x: x)  # noqa: E731  the env's obs form
+        self.buffer.relabel(lambda obs, action, next_obs: reward_fn(view(obs), self._from_unit(action), view(next_obs)))
 
     # --- learning ----------------------------------------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:

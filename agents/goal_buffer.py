@@ -36,6 +36,7 @@ class GoalReplayBuffer:
         capacity: int,
         max_episode_steps: int,
         device: torch.device,
+        motion_dims: int = 0,
     ) -> None:
         self.max_len = max_episode_steps
         self.num_slots = max(capacity // max_episode_steps, 2 * num_envs)
@@ -45,6 +46,9 @@ class GoalReplayBuffer:
         self.action = torch.zeros(*shape, action_dim, device=device)
         self.next_achieved_goal = torch.zeros(*shape, goal_dim, device=device)
         self.lengths = torch.zeros(self.num_slots, dtype=torch.long, device=device)
+        # how far the first `motion_dims` goal coordinates (the env's achieved goal) travel in each episode
+        self.motion_dims = motion_dims
+        self.motion = torch.zeros(self.num_slots, device=device)
         self.num_envs = num_envs
         self.slot = np.arange(num_envs)  # the open episode slot of each env copy
         self.t = np.zeros(num_envs, dtype=np.int64)  # next write position within that slot
@@ -63,6 +67,9 @@ class GoalReplayBuffer:
         self.t += 1
         for env in np.flatnonzero(done):
             self.lengths[self.slot[env]] = int(self.t[env])
+            if self.motion_dims:
+                path = self.next_achieved_goal[self.slot[env], : int(self.t[env]), : self.motion_dims]
+                self.motion[self.slot[env]] = (path[1:] - path[:-1]).norm(dim=-1).sum()
             self.num_episodes += 1
             self.slot[env] = self.next_slot
             self.lengths[self.next_slot] = 0  # the slot we are about to overwrite stops being sampleable
@@ -73,13 +80,25 @@ class GoalReplayBuffer:
         """Number of finished episodes held (up to capacity)."""
         return min(self.num_episodes, self.num_slots - self.num_envs)
 
-    def sample(self, batch_size: int, discount: float) -> dict[str, torch.Tensor]:
+    def sample(self, batch_size: int, discount: float, motion_share: float = 0.0) -> dict[str, torch.Tensor]:
         """Batch of (observation (B, S), action (B, A), goal (B, G)) with goal = achieved goal k>=1 steps later;
         also next_goal (B, G), next_observation (B, S) and has_next (B,) (0 where the step ended its episode, whose
-        last next observation is not stored)."""
+        last next observation is not stored).
+
+        Steps are drawn uniformly, except that a `motion_share` of the batch comes from episodes drawn in
+        proportion to how far their achieved goal travelled (a trajectory-energy prioritisation in the spirit of
+        Zhao & Tresp 2018): the few episodes in which the object moved at all are then not drowned out by the many in
+        which every future goal is where the object started.
+        """
         if self.num_episodes == 0:
             raise RuntimeError("GoalReplayBuffer.sample called before any episode finished")
-        episode = torch.multinomial(self.lengths.float(), batch_size, replacement=True)
+        weights = self.lengths.float()
+        if motion_share > 0.0:
+            moved = self.motion * (self.lengths > 0)
+            moved = moved / moved.sum().clamp_min(1e-12)  # all zero (nothing moved yet): the uniform draw
+            uniform = weights / weights.sum()
+            weights = torch.where(moved.sum() > 0, (1 - motion_share) * uniform + motion_share * moved, uniform)
+        episode = torch.multinomial(weights, batch_size, replacement=True)
         length = self.lengths[episode]
         t = (torch.rand(batch_size, device=self.device) * length).long()
         k = future_goal_offsets(length - t, discount)

@@ -8,6 +8,8 @@ transition. `add` checks the shift and raises if an env breaks it.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 FRAME_CHANNELS = 3  # RGB
@@ -46,6 +48,18 @@ class PixelReplayBuffer:
 
     def __len__(self) -> int:
         return self.size
+
+    @torch.no_grad()
+    def relabel(self, reward_fn: "Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]",
+                chunk_size: int = 1024) -> None:
+        """Overwrite every stored reward with reward_fn(obs, action, next_obs) (float frame stacks (B, C, H, W),
+        stored actions in [-1, 1]), `chunk_size` rows at a time on the buffer's device."""
+        for start in range(0, self.size, chunk_size):
+            rows = torch.arange(start, min(start + chunk_size, self.size), device=self.device)
+            obs = self.obs[rows]
+            next_obs = torch.cat([obs[:, FRAME_CHANNELS:], self.next_frame[rows]], dim=1)
+            reward = reward_fn(obs.float(), self.action[rows], next_obs.float())
+            self.reward[rows] = reward.to(self.device, torch.float32)
 
     def sample(self, batch_size: int) -> dict[str, torch.Tensor]:
         """Uniform batch: obs, next_obs (B, C, H, W) uint8, action (B, A), reward (B,), not_done (B,)."""

@@ -31,7 +31,7 @@ from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
 
-from agents.base import TensorObs
+from agents.base import RewardFn, TensorObs
 
 GOAL_KEYS = {"observation", "achieved_goal", "desired_goal"}
 
@@ -335,6 +335,34 @@ class SB3SACAgent(SB3Agent):
                 cfg.buffer_size, model.observation_space, model.action_space, device=model.device, n_envs=self.num_envs,
                 optimize_memory_usage=False)
         return venv
+
+
+    # --- reward relabelling (agents.base.RelabelsRewards) -------------------------------------------------
+    def check_reward_inputs(self, obs_keys: list[str] | None) -> None:
+        """SB3's buffer keeps whole observations: any reward model can relabel it."""
+
+    @torch.no_grad()
+    def relabel_rewards(self, reward_fn: RewardFn, chunk_size: int = 8192) -> None:
+        """PEBBLE: every reward in SB3's replay buffer recomputed by the current reward model. SB3 stores raw
+        (unnormalised) observations and actions scaled to [-1, 1]; the model sees the env's actions. The transition
+        of the vector step in flight when the callback runs is stored after it, with the previous model's reward."""
+        buffer = self.model.replay_buffer
+        if buffer is None:
+            return
+        rows = buffer.buffer_size if buffer.full else buffer.pos
+        flat = lambda x: x[:rows].reshape(rows * buffer.n_envs, *x.shape[2:])  # noqa: E731  (rows * n_envs, ...)
+        tensor = lambda x: torch.as_tensor(x, dtype=torch.float32, device=self.device)  # noqa: E731
+        obs, next_obs = buffer.observations, buffer.next_observations
+        actions = flat(buffer.actions)
+        if isinstance(self.action_space, spaces.Box):
+            actions = self.model.policy.unscale_action(actions)
+        rewards = np.empty(rows * buffer.n_envs, dtype=np.float32)
+        for start in range(0, len(rewards), chunk_size):
+            part = slice(start, start + chunk_size)
+            take = (lambda x: {k: tensor(flat(v)[part]) for k, v in x.items()}) if isinstance(obs, dict) else (  # noqa: E731
+                lambda x: tensor(flat(x)[part]))
+            rewards[part] = reward_fn(take(obs), tensor(actions[part]), take(next_obs)).cpu().numpy()
+        buffer.rewards[:rows] = rewards.reshape(rows, buffer.n_envs)
 
 
 class SB3TQCAgent(SB3SACAgent):

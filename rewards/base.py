@@ -53,11 +53,24 @@ def batch_to_tensors(batch: Batch, device: torch.device | str) -> Batch:
     return out
 
 
-def flatten_obs(obs: TensorObs) -> torch.Tensor:
-    """Dict observation with leaves (*lead, d_k) -> (*lead, sum d_k), leaves concatenated in sorted key order."""
-    if isinstance(obs, dict):
-        return torch.cat([obs[k] for k in sorted(obs)], dim=-1)
-    return obs
+def flatten_obs(obs: TensorObs, lead_ndim: int | None = None) -> torch.Tensor:
+    """Observation with leaves (*lead, *shape_k) -> (*lead, sum prod(shape_k)), leaves concatenated in sorted key
+    order. lead_ndim None: every leaf is a vector (*lead, d_k)."""
+    leaves = [obs[k] for k in sorted(obs)] if isinstance(obs, dict) else [obs]
+    if lead_ndim is not None:
+        leaves = [x.flatten(lead_ndim) if x.ndim > lead_ndim else x[..., None] for x in leaves]
+    return torch.cat(leaves, dim=-1) if len(leaves) > 1 else leaves[0]
+
+
+def lead_ndim_of(obs: TensorObs, flat_dim: int) -> int:
+    """How many leading (batch) dims an observation batch has, given that one observation flattens to `flat_dim`
+    numbers: the largest k with sum over leaves of prod(shape[k:]) == flat_dim (images included)."""
+    leaves = list(obs.values()) if isinstance(obs, dict) else [obs]
+    for k in range(min(x.ndim for x in leaves), -1, -1):
+        if sum(int(np.prod(x.shape[k:])) for x in leaves) == flat_dim:
+            return k
+    shapes = [tuple(x.shape) for x in leaves]
+    raise ValueError(f"observation leaves of shapes {shapes} do not flatten to the model's {flat_dim} inputs")
 
 
 def num_transitions(batch: Batch) -> int:

@@ -22,6 +22,7 @@ from rewards.base import (
     TensorObs,
     batch_to_tensors,
     flatten_obs,
+    lead_ndim_of,
     num_transitions,
     obs_to_tensor,
 )
@@ -131,8 +132,8 @@ class PreferenceRewardModel(LearnedRewardModule):
             obs = None if obs is None else {k: obs[k] for k in self.obs_keys}
             next_obs = None if next_obs is None else {k: next_obs[k] for k in self.obs_keys}
         if self.input == "next_obs":
-            return flatten_obs(next_obs)
-        return torch.cat([flatten_obs(obs), action], dim=-1)
+            return flatten_obs(next_obs, lead_ndim_of(next_obs, self.obs_dim))
+        return torch.cat([flatten_obs(obs, action.ndim - 1), action], dim=-1)
 
     def member_rewards(self, obs: TensorObs, action: torch.Tensor | None, next_obs: TensorObs | None) -> torch.Tensor:
         """Every member's r̂, (M, *lead) for inputs with leading shape `lead` (e.g. (B,) or (N, T))."""

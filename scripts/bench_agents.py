@@ -56,12 +56,16 @@ TEXT_ENVS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/Instruc
 PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies", "goal_suites")
 # goal_suites: task -> (env config, wall-clock seconds, {run name: overrides}); the budgets are the issue's
 PUSH_GOAL_STATE = ["agent.goal_observation_indices=[0,1]", "agent.command_from_goal=[0,1]"]
+PUSH_MOTION = ["agent.goal_motion_share=0.5"]
 GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
     "fetch_reach": ("fetch_reach", 300, {"crl": ["agent=crl"], "sb3_sac_her": ["agent=sb3_sac"],
                                          "sb3_tqc_her": ["agent=sb3_tqc"]}),
     "point_maze_medium": ("point_maze_medium", 600, {"crl_infonce": ["agent=crl"],
                                                      "crl_td_infonce": ["agent=crl", "agent.contrastive_loss=td_infonce"]}),
     "push": ("push", 1200, {"crl": ["agent=crl"], "crl_goal_state": ["agent=crl", *PUSH_GOAL_STATE],
+                            "crl_motion": ["agent=crl", *PUSH_MOTION],
+                            "crl_goal_state_motion": ["agent=crl", *PUSH_GOAL_STATE, *PUSH_MOTION,
+                                                      "agent.actor_random_goals=0.5"],
                             "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
     "fetch_push": ("fetch_push", 3600, {"crl": ["agent=crl"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
 }

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import make_agent
+from agents.base import RelabelsRewards
 from rewards.from_config import feedback_from_config, reward_from_config
 from rewards.wrapper import VectorRewardWrapper
 
@@ -41,4 +42,6 @@ def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: t
     options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
     agent = make_agent(cfg.agent.name, options, env.single_observation_space, env.single_action_space, env.num_envs,
                        cfg.env.max_episode_steps, device)
+    if feedback is not None and isinstance(agent, RelabelsRewards):  # PEBBLE: the buffer is relabelled per session
+        agent.check_reward_inputs(reward_module.obs_keys)
     return env, eval_env, video_env, reward_module, feedback, agent

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import agent_loop, resolve_device
-from agents.base import obs_to_tensor
+from agents.base import RelabelsRewards, obs_to_tensor
 from envs.batched import true_next_obs
 from scripts.cli import check_overrides, user_errors
 from scripts.evaluate import evaluate, record_episodes
@@ -145,9 +145,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
         proxy_return[done], gt_return[done] = 0.0, 0.0
         if feedback is not None and feedback.due(env_steps):
             log.train_scalars(feedback.update(env_steps), env_steps)
-            relabel = getattr(agent, "relabel_rewards", None)  # agents whose replay buffer stores rewards
-            if relabel is not None:
-                relabel(reward_module.relabel)
+            if isinstance(agent, RelabelsRewards):  # PEBBLE: stored rewards follow the new model
+                agent.relabel_rewards(reward_module.relabel)
 
         if time.perf_counter() - tick_time >= cfg.log_every_s:
             now = time.perf_counter()

@@ -6,8 +6,8 @@ a callback does what the online loop does at the same env-step marks.
 
 Same env (our batched vector env, reward wrappers included), same evaluation (`scripts.evaluate.evaluate`),
 videos, metrics.csv, TensorBoard scalars (SB3's own under tb/sb3) and checkpoints (state dicts only, see
-agents/sb3.py). A reward module's online feedback is applied as in the online loop, but SB3's replay buffer is
-not relabelled when the reward model changes.
+agents/sb3.py). A reward module's online feedback is applied as in the online loop, and after each session SB3's replay buffer
+is relabelled with the new model (PEBBLE).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.logger import configure
 
+from agents.base import RelabelsRewards
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, write_checkpoint
 from scripts.run_setup import build_run
@@ -81,6 +82,8 @@ class RunCallback(BaseCallback):
         steps = self.agent.env_steps
         if self.feedback is not None and self.feedback.due(steps):
             self.log.train_scalars(self.feedback.update(steps), steps)
+            if isinstance(self.agent, RelabelsRewards):  # PEBBLE: SB3's stored rewards follow the new model
+                self.agent.relabel_rewards(self.reward_module.relabel)
         if time.perf_counter() - self.tick_time >= self.cfg.log_every_s:
             now = time.perf_counter()
             scalars = {"env_steps_per_s": (steps - self.tick_steps) / (now - self.tick_time)}
