@@ -18,6 +18,12 @@ import numpy as np
 import torch
 
 RewardFn = Callable[[Any, Any, Any], Any]
+RELATIVE_TOLERANCE = 1e-6  # a canonical reward this small against the reward's own scale is float rounding: zero
+
+
+class UndefinedDistance(ValueError):
+    """The Pearson distance of a reward that is constant over the samples (e.g. EPIC of a pure potential shaping,
+    whose canonically shaped reward is zero)."""
 
 
 def _length(x: Any) -> int:
@@ -38,13 +44,21 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
-def pearson_distance(x: Any, y: Any) -> float:
-    """D_ρ = sqrt((1 − ρ) / 2) between two reward samples (B,); 0 for a positive affine map, 1 for a negative one."""
+def pearson_distance(x: Any, y: Any, scales: tuple[float, float] | None = None) -> float:
+    """D_ρ = sqrt((1 − ρ) / 2) between two reward samples (B,); 0 for a positive affine map, 1 for a negative one.
+
+    A sample whose spread is below RELATIVE_TOLERANCE times its scale (`scales`: one per sample, e.g. the raw
+    rewards' before canonicalisation; default the sample's own largest magnitude) counts as constant, and the
+    distance is undefined (UndefinedDistance), as it is for an exactly constant one."""
     x, y = _to_numpy(x).ravel(), _to_numpy(y).ravel()
+    scales = scales or (float(np.abs(x).max(initial=0.0)), float(np.abs(y).max(initial=0.0)))
     x, y = x - x.mean(), y - y.mean()
+    for name, sample, scale in (("first", x, scales[0]), ("second", y, scales[1])):
+        spread = float(np.abs(sample).max(initial=0.0))
+        if spread == 0.0 or spread <= RELATIVE_TOLERANCE * scale:
+            raise UndefinedDistance(f"the {name} reward is constant over the samples (spread {spread:.1e} against "
+                                    f"its scale {scale:.1e}): the Pearson distance is undefined")
     norm = np.linalg.norm(x) * np.linalg.norm(y)
-    if norm == 0.0:
-        raise ValueError("the Pearson distance is undefined when a reward is constant over the samples")
     rho = float(np.clip(x @ y / norm, -1.0, 1.0))
     return float(np.sqrt((1.0 - rho) / 2.0))
 
@@ -90,6 +104,11 @@ def canonically_shaped_reward(
     return reward + gamma * from_next - from_obs - gamma * overall
 
 
+def reward_scale(reward_fn: RewardFn, transitions: Sequence[Any]) -> float:
+    """Largest |R(s, a, s')| over the transitions: the scale a canonical reward is judged zero against."""
+    return float(np.abs(_to_numpy(reward_fn(*transitions))).max(initial=0.0))
+
+
 def epic_distance(
     reward_a: RewardFn,
     reward_b: RewardFn,
@@ -99,7 +118,16 @@ def epic_distance(
     gamma: float,
     chunk_size: int = 65536,
 ) -> float:
-    """D_EPIC in [0, 1]: Pearson distance between canonically shaped R_a and R_b over `transitions` (s, a, s')."""
+    """D_EPIC in [0, 1]: Pearson distance between canonically shaped R_a and R_b over `transitions` (s, a, s').
+
+    Raises UndefinedDistance when a canonical reward is zero to float rounding relative to its reward's scale: the
+    reward is a pure potential shaping (plus a constant), EPIC-equivalent to the zero reward, so no distance exists.
+    """
     canon_a = canonically_shaped_reward(reward_a, transitions, state_samples, action_samples, gamma, chunk_size)
     canon_b = canonically_shaped_reward(reward_b, transitions, state_samples, action_samples, gamma, chunk_size)
-    return pearson_distance(canon_a, canon_b)
+    scales = (reward_scale(reward_a, transitions), reward_scale(reward_b, transitions))
+    try:
+        return pearson_distance(canon_a, canon_b, scales)
+    except UndefinedDistance as err:
+        raise UndefinedDistance(str(err).replace("constant over the samples", "a pure potential shaping "
+                                                 "(its canonically shaped reward is constant)")) from None

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from envs.recorder import RolloutFileError, load_rollout
 from rewards.base import RewardModule, batch_to_tensors
-from rewards.epic import epic_distance
+from rewards.epic import UndefinedDistance, epic_distance
 from rewards.preference import preference_accuracy
 
 S_SIDE = frozenset({"obs", "prev_frames", "prev_text"})
@@ -224,9 +224,10 @@ def epic_to_env(
     num_states: int,
     num_actions: int,
     rng: np.random.Generator,
-) -> float | None:
+) -> float | str | None:
     """EPIC distance over recorded transitions whose s is recorded too (not an episode's first), with recorded
-    states and actions as D_S and D_A."""
+    states and actions as D_S and D_A; None without such transitions, "undefined: WHY" for a reward that is a pure
+    potential shaping (or constant) over them."""
     candidates = np.flatnonzero(data.arrays["step"] > 0)
     if len(candidates) == 0:
         return None
@@ -236,8 +237,8 @@ def epic_to_env(
     actions = rng.choice(len(data), size=min(num_actions, len(data)), replace=False)
     try:
         return epic_distance(reward_fn, gt_fn, transitions, states, actions, gamma)
-    except ValueError:  # a reward constant over the samples: the Pearson distance is undefined
-        return None
+    except UndefinedDistance as err:  # a pure shaping or constant reward: no distance exists
+        return f"undefined: {err}"
 
 
 def evaluate_module(
@@ -251,12 +252,12 @@ def evaluate_module(
     epic_states: int = 32,
     epic_actions: int = 8,
     seed: int = 0,
-) -> tuple[dict[str, float | None], np.ndarray]:
+) -> tuple[dict[str, float | str | None], np.ndarray]:
     """All metrics of one module (None: the recorded reward itself, as a reference) and its rewards (T,)."""
     rng = np.random.default_rng(seed)
     gt = data.arrays["reward"].astype(np.float64)
     reward = gt if module is None else transition_rewards(module, data).astype(np.float64)
-    metrics: dict[str, float | None] = correlations(reward, gt)
+    metrics: dict[str, float | str | None] = correlations(reward, gt)
     if gt_fn is None:
         metrics["epic"] = None
     else:

@@ -54,14 +54,21 @@ def reward_from_config(
     observation_space: gymnasium.Space | None,
     action_space: gymnasium.Space | None,
     device: str | torch.device = "cpu",
+    discount: float | None = None,
 ) -> RewardModule | None:
-    """The reward module of a reward config (None for `none`); spaces size a fresh preference model."""
+    """The reward module of a reward config (None for `none`); spaces size a fresh preference model.
+
+    `discount` is the γ the rewards will be discounted with (the agent's, or EPIC's in eval_rewards): a shaping
+    reward's `gamma: null` takes it, and a different explicit gamma is refused, because potential-based shaping
+    γΦ(s') − Φ(s) leaves the optimal policy unchanged only when γ is the agent's (Ng et al. 1999)."""
     options = {k: v for k, v in dict(cfg).items() if k not in ("name", "path", "online", "labeler")}
     name, path = cfg["name"], cfg.get("path")
     if name not in NAMES:
         raise ValueError(f"unknown reward {name!r}; known rewards: {list(NAMES)}")
     if name == "none":
         return None
+    if "gamma" in options:
+        options["gamma"] = shaping_gamma(options["gamma"], discount, name)
     if name in PREFERENCE_NAMES:
         if path is not None:
             if not Path(path).is_file():
@@ -74,6 +81,18 @@ def reward_from_config(
     if name == "clip":
         options = _clip_options(options)
     return REWARDS[name](**_checked(REWARDS[name], options, f"reward {name!r}"), device=device)
+
+
+def shaping_gamma(gamma: float | None, discount: float | None, name: str) -> float:
+    """The shaping γ of reward `name`: the discount when gamma is None; gamma itself when it equals the discount."""
+    if gamma is None:
+        if discount is None:
+            raise ValueError(f"reward={name} shapes with the agent's discount, and this agent has none: set reward.gamma")
+        return float(discount)
+    if discount is not None and abs(float(gamma) - float(discount)) > 1e-12:
+        raise ValueError(f"reward.gamma={gamma} differs from the discount {discount} the rewards are used with: "
+                         "potential-based shaping is policy-invariant only with that discount; leave reward.gamma=null")
+    return float(gamma)
 
 
 def feedback_from_config(

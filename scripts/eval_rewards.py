@@ -85,9 +85,14 @@ def _standardise(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
 
 
+def format_metric(value: float | str | None) -> str:
+    """'–' for a metric not computed, a word (e.g. 'undefined') as is, else three decimals."""
+    return "–" if value is None else value if isinstance(value, str) else f"{value:.3f}"
+
+
 def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per reward, one column per metric; '–' where a metric is undefined."""
-    fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+    fmt = format_metric
     lines = ["| reward | " + " | ".join(title for _, title in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
     lines += [f"| {name} | " + " | ".join(fmt(m.get(key)) for key, _ in COLUMNS) + " |" for name, m in results.items()]
     return "\n".join(lines) + "\n"
@@ -174,9 +179,14 @@ def evaluate_rollouts(cfg: DictConfig, module_cfgs: dict[str, DictConfig]) -> Pa
     for name, module_cfg in {REFERENCE: None, **module_cfgs}.items():
         module = None
         if module_cfg is not None:
-            module = reward_from_config(OmegaConf.to_container(module_cfg, resolve=True), None, None, device)
+            module = reward_from_config(OmegaConf.to_container(module_cfg, resolve=True), None, None, device,
+                                        discount=cfg.gamma)  # shaping uses the γ of EPIC's canonicalisation
         results[name], rewards[name] = evaluate_module(module, data, gt_fn, **settings)
-        print(f"{name}: " + ", ".join(f"{k}={'–' if v is None else f'{v:.3f}'}" for k, v in results[name].items()))
+        epic = results[name].get("epic")
+        if isinstance(epic, str):  # "undefined: why" (a pure potential shaping): the reason goes to the notes
+            results[name]["epic"] = "undefined"
+            notes.append(f"{name}: EPIC distance {epic}")
+        print(f"{name}: " + ", ".join(f"{k}={format_metric(v)}" for k, v in results[name].items()))
 
     out = Path(cfg.out) if cfg.out else Path("runs") / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_eval_rewards"
     out.mkdir(parents=True, exist_ok=True)
@@ -188,7 +198,8 @@ def evaluate_rollouts(cfg: DictConfig, module_cfgs: dict[str, DictConfig]) -> Pa
     (out / "report.md").write_text(f"# Reward evaluation: {data.env_id}, {len(data)} transitions\n\n{table}"
                                    + "".join(f"\n- {n}" for n in notes) + "\n")
     plot_rewards(rewards, data, out / "rewards.png")
-    reward_video(rewards, data, out / "rewards.mp4", cfg.video_episodes, data.fps)
+    if cfg.video_episodes > 0:
+        reward_video(rewards, data, out / "rewards.mp4", cfg.video_episodes, data.fps)
     print(table)
     return out
 

@@ -90,3 +90,17 @@ def test_dict_states():
     phi = lambda s: s["x"][:, 1]
     shaped = lambda s, a, s2: r(s, a, s2) + 0.5 * phi(s2) - phi(s)
     assert epic_distance(r, shaped, transitions, make(8), rng.normal(size=(4, 1)), 0.5) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_pure_potential_shaping_has_no_epic_distance(samples):
+    """Its canonical reward is float rounding (~1e-16 of its scale), not a reward: "undefined", not a number."""
+    from rewards.epic import UndefinedDistance
+
+    transitions, states, actions = samples
+    shaping = lambda s, a, s2: GAMMA * potential(s2) - potential(s)
+    canon = canonically_shaped_reward(shaping, transitions, states, actions, GAMMA)
+    assert 0 < np.abs(canon - canon.mean()).max() < 1e-12  # not exactly zero: the old `norm == 0` test missed it
+    with pytest.raises(UndefinedDistance, match="pure potential shaping"):
+        epic_distance(shaping, reward, transitions, states, actions, GAMMA)
+    small = lambda s, a, s2: 1e-9 * reward(s, a, s2)  # a tiny but real reward keeps its distance
+    assert epic_distance(small, reward, transitions, states, actions, GAMMA) == pytest.approx(0.0, abs=1e-6)

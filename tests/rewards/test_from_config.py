@@ -109,5 +109,15 @@ def test_vlm_preference_learns_from_a_clip_frame_teacher(clip_dir, spaces):
 
 
 def test_language(spaces):
-    module = reward_from_config(config("language"), *spaces)
+    module = reward_from_config(config("language"), *spaces, discount=0.99)
     assert isinstance(module, LanguageReward) and module.needs == {"text", "prev_text"}
+
+
+def test_language_shaping_uses_the_agents_discount_and_refuses_another(spaces):
+    module = reward_from_config(config("language"), *spaces, discount=0.95)  # the agent's γ (ppo: 0.95)
+    assert isinstance(module, LanguageReward) and module.gamma == 0.95
+    assert reward_from_config(config("language", gamma=0.95), *spaces, discount=0.95).gamma == 0.95
+    with pytest.raises(ValueError, match=r"reward.gamma=0.99 differs from the discount 0.95"):
+        reward_from_config(config("language", gamma=0.99), *spaces, discount=0.95)
+    with pytest.raises(ValueError, match="has none: set reward.gamma"):
+        reward_from_config(config("language"), *spaces)

@@ -58,6 +58,19 @@ def test_writes_report_table_plot_and_video(rollouts, tmp_path, capsys):
     assert "| language |" in capsys.readouterr().out
 
 
+def test_epic_of_the_pure_shaping_language_reward_is_undefined(rollouts, tmp_path, capsys):
+    """Language shaping γΦ(s') − Φ(s) is EPIC-equivalent to zero: its distance is "undefined" with the reason (it
+    was a seed-independent 0.686 from float rounding before)."""
+    out = tmp_path / "report"
+    main([f"rollouts={rollouts / 'rollouts'}", "reward=language", f"out={out}", "device=cpu",
+          "env_kwargs.reward_type=dense", "pairs=50", "video_episodes=0"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["rewards"]["language"]["epic"] == "undefined"
+    assert any("language: EPIC distance undefined" in n and "potential shaping" in n for n in report["notes"])
+    assert "epic=undefined" in capsys.readouterr().out
+    assert "| undefined |" in (out / "report.md").read_text()
+
+
 def test_without_env_kwargs_epic_is_left_out_with_a_note(rollouts, tmp_path):
     out = tmp_path / "report"
     main([f"rollouts={rollouts / 'rollouts' / 'episodes_0.npz'}", "reward=preference",
