@@ -86,6 +86,23 @@ class ReachTask(MujocoGoalTask):
         return f"The green goal is {distance:.2f} m away, {where} the fingertip."
 
 
+REACH_LINKS = (0.15, 0.15)  # link lengths (m) of assets/reach.xml
+
+
+def scripted_action(observation: np.ndarray, achieved_goal: np.ndarray, desired_goal: np.ndarray) -> np.ndarray:
+    """Actions (N, 2) moving the fingertip to its goal: damped least-squares inverse kinematics on the joint angles
+    read from `observation` (N, obs_dim) (cos, sin of each joint at 0..3), fingertip and goal (N, 2)."""
+    o = observation
+    q1, q2 = np.arctan2(o[:, 2], o[:, 0]), np.arctan2(o[:, 3], o[:, 1])
+    (l1, l2), s1, s12, c1, c12 = REACH_LINKS, np.sin(q1), np.sin(q1 + q2), np.cos(q1), np.cos(q1 + q2)
+    jacobian = np.stack([np.stack([-l1 * s1 - l2 * s12, -l2 * s12], -1), np.stack([l1 * c1 + l2 * c12, l2 * c12], -1)], 1)
+    error = desired_goal - achieved_goal
+    jjt = jacobian @ jacobian.transpose(0, 2, 1) + 1e-3 * np.eye(2)
+    joint_step = (jacobian.transpose(0, 2, 1) @ np.linalg.solve(jjt, error[..., None]))[..., 0]
+    speed = joint_step / 0.2  # close the gap in ~5 env steps of 0.04 s; actions map [-1, 1] to [-4, 4] rad/s
+    return np.clip(speed / 4.0, -1.0, 1.0).astype(np.float32)
+
+
 class ReachEnv(BatchedEnv):
     """`crlab/Reach-v0`: a single reach arm (a batch of one). `task_kwargs` may hold pixel options (envs/pixels.py)."""
 

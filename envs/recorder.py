@@ -13,8 +13,6 @@ Rollout file layout, one row per transition t = (s_t, a_t, r_t, s_{t+1}):
 
 from __future__ import annotations
 
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,8 @@ from typing import Any
 import gymnasium
 import imageio.v2 as imageio
 import numpy as np
+
+from envs.atomic_file import atomic_write
 
 ROLLOUT_KEYS = ("frames", "action", "reward", "terminated", "truncated", "is_success", "episode", "step", "text")
 
@@ -84,11 +84,11 @@ class RolloutRecorder(gymnasium.Wrapper):
         arrays = self._arrays()
         fps = int(self.env.metadata.get("render_fps", 30))
         video, rollout = stem.with_suffix(".mp4"), stem.with_suffix(".npz")
-        _atomic_write(video, lambda f: imageio.mimwrite(f, list(arrays["frames"]), format="FFMPEG", fps=fps, macro_block_size=1))
+        atomic_write(video, lambda f: imageio.mimwrite(f, list(arrays["frames"]), format="FFMPEG", fps=fps, macro_block_size=1))
         spec = self.env.spec
         arrays["env_id"] = np.array(spec.id if spec is not None else type(self.env.unwrapped).__name__)
         arrays["fps"] = np.array(fps)
-        _atomic_write(rollout, lambda f: np.savez_compressed(f, **arrays))
+        atomic_write(rollout, lambda f: np.savez_compressed(f, **arrays))
         self.rows = []
         return video, rollout
 
@@ -108,18 +108,6 @@ class RolloutRecorder(gymnasium.Wrapper):
             out[key] = np.array([r[key] for r in rows], dtype=dtype)
         out["text"] = np.array([r["text"] for r in rows], dtype=str)
         return out
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call `write(tmp_path)` then rename onto `path`, so readers never see a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_rollout(path: str | Path) -> dict[str, np.ndarray]:

@@ -14,8 +14,6 @@ renders or describes when asked to.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +22,27 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
+from envs.atomic_file import atomic_write_bytes
+
 TensorObs = dict[str, torch.Tensor] | torch.Tensor
 Batch = dict[str, Any]
 TENSOR_KEYS = ("obs", "next_obs", "action")
 
 
+def is_text(leaf: Any) -> bool:
+    """A text leaf (B strings: a list, or a str / object numpy array from a gymnasium Text space)."""
+    if isinstance(leaf, (list, tuple)):
+        return bool(leaf) and isinstance(leaf[0], str)
+    return isinstance(leaf, np.ndarray) and leaf.dtype.kind in "OUS"
+
+
 def obs_to_tensor(obs: dict[str, Any] | Any, device: torch.device | str) -> TensorObs:
-    """Observation (dict or array, leaves (B, ...), numpy or torch) -> float32 tensors on `device`."""
+    """Observation (dict or array, leaves (B, ...), numpy or torch) -> float32 tensors on `device`; text leaves
+    (Text-space entries of the text games) stay lists of B strings."""
+    convert = lambda v: [str(t) for t in v] if is_text(v) else torch.as_tensor(v, dtype=torch.float32, device=device)  # noqa: E731
     if isinstance(obs, dict):
-        return {k: torch.as_tensor(v, dtype=torch.float32, device=device) for k, v in obs.items()}
-    return torch.as_tensor(obs, dtype=torch.float32, device=device)
+        return {k: convert(v) for k, v in obs.items()}
+    return convert(obs)
 
 
 def batch_to_tensors(batch: Batch, device: torch.device | str) -> Batch:
@@ -116,22 +125,11 @@ class LearnedRewardModule(RewardModule):
         return {}
 
     def save(self, path: str | Path) -> None:
-        """Write the state dict as safetensors; a temp file in the same folder, then `os.replace` (atomic)."""
+        """Write the state dict as safetensors, atomically (envs/atomic_file.py)."""
         path = Path(path)
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
         metadata = {"class": type(self).__name__, "config": json.dumps(self.config())}
-        data = save(tensors, metadata=metadata)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(path, save(tensors, metadata=metadata))
 
     def load(self, path: str | Path) -> "LearnedRewardModule":
         """Load weights written by `save` (safetensors; no pickle) into this module; returns self."""

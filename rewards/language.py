@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from envs.text_embedding import SentenceEmbedder, load_sentence_encoder
-from rewards.base import Batch, RewardModule
+from rewards.base import Batch
 from rewards.shaping import PotentialShapedReward, state_view
 
 

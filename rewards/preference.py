@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import gymnasium
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium
 import numpy as np
@@ -38,14 +38,24 @@ def evaluate(agent: Any, env: gymnasium.vector.VectorEnv, seed: int) -> dict[str
 
 
 def record_episodes(agent: Any, env: gymnasium.Env, episodes: int, seed: int, stem: Path) -> tuple[Path, Path]:
-    """Play `episodes` deterministic episodes in a single rgb_array env; write `<stem>.mp4` and `<stem>.npz`."""
+    """Play `episodes` deterministic episodes of an agent in a single rgb_array env; write `<stem>.mp4` and
+    `<stem>.npz`."""
+    def act(obs: Any) -> np.ndarray:
+        batch = {k: np.asarray(v)[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+        return agent.act(obs_to_tensor(batch, agent.device), deterministic=True)[0].cpu().numpy()
+
+    return record_policy(act, env, episodes, seed, stem)
+
+
+def record_policy(policy: Callable[[Any], Any], env: gymnasium.Env, episodes: int, seed: int,
+                  stem: Path) -> tuple[Path, Path]:
+    """Play `episodes` episodes of `policy` (one observation -> one action) in a single rgb_array env, reset with
+    seeds seed, seed + 1, ...; write `<stem>.mp4` and `<stem>.npz` (envs/recorder.py)."""
     recorder = RolloutRecorder(env)
     for episode in range(episodes):
         obs, _ = recorder.reset(seed=seed + episode)
         done = False
         while not done:
-            batch = {k: np.asarray(v)[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
-            action = agent.act(obs_to_tensor(batch, agent.device), deterministic=True)[0].cpu().numpy()
-            obs, _, terminated, truncated, _ = recorder.step(action)
+            obs, _, terminated, truncated, _ = recorder.step(policy(obs))
             done = terminated or truncated
     return recorder.save(stem)

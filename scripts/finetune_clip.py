@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import resolve_device
+from envs.reach import scripted_action
 from rewards.clip import clip_preprocess
 from rewards.liv import clip_contrastive_loss, liv_loss
 from scripts.cli import check_overrides, user_errors
@@ -45,22 +46,11 @@ ARCHITECTURES = {
         "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
     }
 }
-REACH_LINKS = (0.15, 0.15)
-
-
 # --- data ----------------------------------------------------------------------------------------------------
 def scripted_reach_actions(obs: dict[str, np.ndarray], rng: np.random.Generator, noise: float) -> np.ndarray:
-    """Actions (N, 2) moving Reach's fingertip towards its goal: damped least-squares inverse kinematics on the
-    joint angles read from the observation, plus Gaussian noise (std `noise`) for coverage."""
-    o = obs["observation"]
-    q1, q2 = np.arctan2(o[:, 2], o[:, 0]), np.arctan2(o[:, 3], o[:, 1])
-    (l1, l2), s1, s12, c1, c12 = REACH_LINKS, np.sin(q1), np.sin(q1 + q2), np.cos(q1), np.cos(q1 + q2)
-    jacobian = np.stack([np.stack([-l1 * s1 - l2 * s12, -l2 * s12], -1), np.stack([l1 * c1 + l2 * c12, l2 * c12], -1)], 1)
-    error = obs["desired_goal"] - obs["achieved_goal"]  # (N, 2)
-    jjt = jacobian @ jacobian.transpose(0, 2, 1) + 1e-3 * np.eye(2)
-    joint_step = (jacobian.transpose(0, 2, 1) @ np.linalg.solve(jjt, error[..., None]))[..., 0]
-    speed = joint_step / 0.2  # close the gap in ~5 env steps of 0.04 s; actions map [-1, 1] to [-4, 4] rad/s
-    return np.clip(speed / 4.0 + noise * rng.standard_normal(speed.shape), -1.0, 1.0)
+    """Reach's scripted actions (N, 2) (envs.reach.scripted_action) plus Gaussian noise (std `noise`) for coverage."""
+    speed = scripted_action(obs["observation"], obs["achieved_goal"], obs["desired_goal"])
+    return np.clip(speed + noise * rng.standard_normal(speed.shape), -1.0, 1.0)
 
 
 def collect(cfg: DictConfig) -> dict[str, np.ndarray]:

@@ -1,4 +1,6 @@
-"""Record rollouts of a trained agent: `python -m scripts.record checkpoint=PATH episodes=N`.
+"""Record rollouts: of a trained agent, `python -m scripts.record checkpoint=PATH episodes=N`, or of a reference
+policy, `python -m scripts.record env=NAME policy=random|scripted|noisy episodes=N` (the usual first data for
+evaluating reward modules: `scripts.eval_rewards rollouts=...`).
 
 Writes `<out>.mp4` and `<out>.npz` (the rollout layout of `envs.recorder`), by default under `videos/`.
 """
@@ -10,14 +12,18 @@ from pathlib import Path
 
 import gymnasium
 import hydra
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import make_agent, resolve_device
 from agents.checkpoint import load_checkpoint
+from envs.scripted import noisy_policy, random_policy, scripted_policy
 from scripts.cli import check_overrides, user_errors
-from scripts.evaluate import record_episodes
+from scripts.evaluate import record_episodes, record_policy
+
+POLICIES = ("random", "scripted", "noisy")
 
 
 def record(checkpoint_path: Path, episodes: int, seed: int, device: str, out: Path | None) -> tuple[Path, Path]:
@@ -39,10 +45,43 @@ def record(checkpoint_path: Path, episodes: int, seed: int, device: str, out: Pa
     return paths
 
 
+def record_reference(env_cfg: DictConfig, policy_name: str, noise: float, episodes: int, seed: int,
+                     out: Path | None) -> tuple[Path, Path]:
+    """Record `episodes` episodes of a random, scripted or noisy-scripted policy in the env of `env_cfg`."""
+    if policy_name not in POLICIES:
+        raise ValueError(f"policy={policy_name!r} is not one of {list(POLICIES)}")
+    if policy_name == "noisy" and not noise >= 0:
+        raise ValueError(f"noise={noise} must be >= 0")
+    kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
+    env = gymnasium.make(env_cfg.id, render_mode="rgb_array", max_episode_steps=env_cfg.max_episode_steps, **kwargs)
+    try:
+        if policy_name == "random":
+            policy = random_policy(env.action_space, seed)
+        else:
+            policy = scripted_policy(env)
+            if policy_name == "noisy":
+                policy = noisy_policy(policy, env.action_space, noise, np.random.default_rng(seed))
+        out = out or Path("videos") / f"{env_cfg.name}_{policy_name}"
+        return record_policy(policy, env, episodes, seed, out)
+    finally:
+        env.close()
+
+
 @hydra.main(config_path="conf", config_name="record", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        video, rollout = record(Path(cfg.checkpoint), cfg.episodes, cfg.seed, cfg.device, Path(cfg.out) if cfg.out else None)
+        out = Path(cfg.out) if cfg.out else None
+        if (cfg.checkpoint is None) == (cfg.policy is None):
+            raise ValueError("give either checkpoint=PATH or env=NAME policy=random|scripted|noisy "
+                             f"(got checkpoint={cfg.checkpoint}, policy={cfg.policy})")
+        if cfg.episodes < 1:
+            raise ValueError(f"episodes={cfg.episodes} must be >= 1")
+        if cfg.checkpoint is not None:
+            video, rollout = record(Path(cfg.checkpoint), cfg.episodes, cfg.seed, cfg.device, out)
+        else:
+            if cfg.get("env") is None:
+                raise ValueError(f"policy={cfg.policy} needs env=NAME (a scripts/conf/env/ config)")
+            video, rollout = record_reference(cfg.env, cfg.policy, cfg.noise, cfg.episodes, cfg.seed, out)
     print(f"video: {video}\nrollout: {rollout}")
 
 

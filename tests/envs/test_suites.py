@@ -166,7 +166,7 @@ def test_metaworld_worker_processes_match_the_in_process_copies():
     assert _equal(a, b)
     for action in np.random.default_rng(0).uniform(-1, 1, (6, 3, 4)).astype(np.float32):
         (a, ra, ta, ua, ia), (b, rb, tb, ub, ib) = workers.step(action), local.step(action)
-        assert _equal(a, b) and np.array_equal(ra, rb) and np.array_equal(ua, ub)
+        assert _equal(a, b) and np.array_equal(ra, rb) and np.array_equal(ta, tb) and np.array_equal(ua, ub)
         assert np.array_equal(ia["is_success"], ib["is_success"])
     assert workers.unwrapped.describe() == local.unwrapped.describe()
     assert np.array_equal(workers.unwrapped.task.render(2), local.unwrapped.task.render(2))

@@ -45,7 +45,7 @@ def test_save_is_atomic(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("rewards.base.os.replace", crash)
+    monkeypatch.setattr("envs.atomic_file.os.replace", crash)
     with pytest.raises(OSError):
         PreferenceRewardModel(2, 1, ensemble_size=1, hidden_dim=4, num_layers=1).save(path)
     assert path.read_bytes() == before  # the old file is intact
@@ -62,3 +62,39 @@ def test_from_file_refuses_another_class(tmp_path):
     PreferenceRewardModel(2, 1, ensemble_size=1, hidden_dim=4, num_layers=1).save(path)
     with pytest.raises(ValueError, match="PreferenceRewardModel"):
         Other.from_file(path)
+
+
+def test_text_observation_leaves_stay_strings():
+    """Text games' Dict observations hold a Text entry: reward modules must not cast it to float32."""
+    from rewards.base import batch_to_tensors
+
+    obs = {"text": np.array(["pick the red one", "go left"], dtype=object), "numbers": np.ones((2, 3))}
+    batch = batch_to_tensors({"obs": obs, "next_obs": obs, "action": np.zeros((2,), np.int64)}, "cpu")
+    assert batch["obs"]["text"] == ["pick the red one", "go left"]
+    assert batch["obs"]["numbers"].dtype == torch.float32 and batch["obs"]["numbers"].shape == (2, 3)
+
+
+def test_files_crlab_writes_get_the_umask_permissions(tmp_path):
+    """Atomic writes go through mkstemp (mode 0600); the renamed file must have the mode open() would give."""
+    import os
+
+    import gymnasium
+
+    import envs  # noqa: F401
+    from agents.checkpoint import save_checkpoint
+    from envs.recorder import RolloutRecorder
+    from rewards.preference import PreferenceRewardModel
+
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "c.pt", {"x": torch.zeros(2)})
+        PreferenceRewardModel(3, 1, ensemble_size=1, hidden_dim=4, num_layers=1).save(tmp_path / "rm.safetensors")
+        env = RolloutRecorder(gymnasium.make("crlab/Reach-v0", render_mode="rgb_array", width=16, height=16))
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        video, rollout = env.save(tmp_path / "r")
+        for path in (tmp_path / "c.pt", tmp_path / "rm.safetensors", video, rollout):
+            assert oct(path.stat().st_mode & 0o777) == oct(0o644), path
+        assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+    finally:
+        os.umask(old)

@@ -108,3 +108,19 @@ def test_corrupt_or_mismatched_rollout_file_is_named_without_traceback(rollouts,
         main(args[3:])
     assert exit_info.value.code == 2
     assert f"rollout file {folder / 'b.npz'} does not match" in capsys.readouterr().err
+
+
+def test_language_reward_on_text_game_rollouts_writes_its_report(tmp_path):
+    """Text-observation rollouts (a Text entry in the Dict observation) score with reward=language."""
+    from omegaconf import OmegaConf
+
+    from scripts.record import record_reference
+
+    env_cfg = OmegaConf.load(ROOT / "scripts" / "conf" / "env" / "instruction_feedback.yaml")
+    record_reference(env_cfg, "noisy", 0.5, 6, 0, tmp_path / "rollouts" / "noisy")
+    out = tmp_path / "report"
+    main([f"rollouts={tmp_path / 'rollouts'}", "reward=language", f"out={out}", "device=cpu", "pairs=20",
+          "segment_length=2", "video_episodes=1"])
+    report = json.loads((out / "report.json").read_text())
+    assert report["env_id"] == "crlab/InstructionFeedback-v0" and "language" in report["rewards"]
+    assert -1 <= report["rewards"]["language"]["spearman"] <= 1

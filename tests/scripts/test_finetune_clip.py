@@ -9,7 +9,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from rewards.from_config import reward_from_config
-from scripts.finetune_clip import collect, finetune, scripted_reach_actions
+from scripts.finetune_clip import collect, finetune
 
 CONF = Path(__file__).resolve().parents[2] / "scripts" / "conf"
 
