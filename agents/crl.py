@@ -36,6 +36,7 @@ from agents.networks import TanhGaussianPolicy, mlp
 
 ENERGIES = ("dot", "l2", "norm")
 CONTRASTIVE_LOSSES = ("forward", "backward", "symmetric", "td_infonce")
+COMMAND_SOURCES = ("desired", "achieved")
 
 
 @dataclass
@@ -60,6 +61,7 @@ class CRLConfig:
     updates_per_step: int = 1  # gradient steps per vector-env step
     goal_observation_indices: list[int] = field(default_factory=list)  # state coordinates added to the goal
     command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those
+    command_source: str = "desired"  # desired: those slots ask for the desired goal | achieved: for the current one
     actor_random_goals: float = 0.0  # share of the actor's batch whose goals are other rows' (CRL's random_goals)
     target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
     goal_motion_share: float = 0.0  # share of each batch from episodes drawn by how far their achieved goal moved
@@ -71,6 +73,8 @@ class CRLConfig:
         for name in ("actor_random_goals", "goal_motion_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
+        if self.command_source not in COMMAND_SOURCES:
+            raise ValueError(f"command_source={self.command_source!r} is not one of {COMMAND_SOURCES}")
         if self.energy not in ENERGIES:
             raise ValueError(f"energy={self.energy!r} is not one of {ENERGIES}")
         if self.contrastive_loss not in CONTRASTIVE_LOSSES:
@@ -193,13 +197,16 @@ class CRLAgent:
         n = obs["observation"].shape[0]
         if not deterministic and self.env_steps < self.cfg.warmup_steps:
             return torch.rand(n, self.action_dim, device=self.device) * 2 - 1
-        action, _ = self.actor(torch.cat([obs["observation"], self.command(obs["desired_goal"])], -1), deterministic)
+        action, _ = self.actor(torch.cat([obs["observation"], self.command(obs)], -1), deterministic)
         return action
 
-    def command(self, desired_goal: torch.Tensor) -> torch.Tensor:
-        """The critic-space goal (N, G') of desired goals (N, G): the desired goal, then the coordinates that
-        `command_from_goal` copies into the added state slots."""
-        return torch.cat([desired_goal, desired_goal[:, self.command_idx]], -1)
+    def command(self, obs: TensorObs) -> torch.Tensor:
+        """The critic-space goal (N, G') of a command: the desired goal (N, G), then, in the added state slots, the
+        `command_from_goal` coordinates of the desired goal (command_source=desired: e.g. the gripper where the
+        object should end) or of the current achieved goal (achieved: the gripper at the object as it is now, so
+        the command says "stay at the object and bring it to the goal")."""
+        source = obs["desired_goal"] if self.cfg.command_source == "desired" else obs["achieved_goal"]
+        return torch.cat([obs["desired_goal"], source[:, self.command_idx]], -1)
 
     def reached_goal(self, obs: TensorObs) -> torch.Tensor:
         """The critic-space goal (N, G') a state achieves: its achieved goal and the chosen state coordinates."""

@@ -125,4 +125,9 @@ def load_rollout(path: str | Path) -> dict[str, np.ndarray]:
     wrong = [k for k, v in arrays.items() if v.ndim > 0 and len(v) != n]
     if wrong:
         raise RolloutFileError(f"rollout file {path}: fields {wrong} do not have {n} rows like 'reward'")
+    for key, values in arrays.items():  # NaN / inf would surface later as sklearn's bare "Input contains NaN."
+        if values.dtype.kind == "f" and not np.isfinite(values).all():
+            bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1) if values.ndim else values[None]).all(-1))
+            raise RolloutFileError(f"rollout file {path}: '{key}' is not finite (NaN or inf) at {len(bad)} row(s), "
+                                   f"first row {int(bad[0])}")
     return arrays

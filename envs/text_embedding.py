@@ -5,7 +5,6 @@ package and run through sentence-transformers; any local sentence-transformers f
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -16,8 +15,9 @@ DEFAULT_ENCODER = "minilm"  # the bundled all-MiniLM-L6-v2 (384-d unit embedding
 
 
 def load_sentence_encoder(name: str = DEFAULT_ENCODER, device: str | torch.device = "cpu") -> nn.Module:
-    """A `SentenceTransformer` loaded without network: `minilm` (bundled) or a local model folder."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """A `SentenceTransformer` loaded without network: `minilm` (bundled) or a local model folder. Only this load
+    is kept off the network (`local_files_only`); the process's HF_HUB_OFFLINE is left as the user set it, so a
+    networked CLIP download elsewhere still works."""
     # heavy imports, left until a text encoder is built so that `import envs` stays quick
     from sentence_transformers import SentenceTransformer
 
@@ -29,7 +29,7 @@ def load_sentence_encoder(name: str = DEFAULT_ENCODER, device: str | torch.devic
         path = name
     else:
         raise ValueError(f"text encoder {name!r} is neither {DEFAULT_ENCODER!r} nor a local sentence-transformers folder")
-    return SentenceTransformer(path, device=str(device)).eval()
+    return SentenceTransformer(path, device=str(device), local_files_only=True).eval()
 
 
 class SentenceEmbedder:

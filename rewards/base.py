@@ -93,6 +93,29 @@ def num_transitions(batch: Batch) -> int:
     raise ValueError(f"cannot tell the batch size of a batch with keys {sorted(batch)}")
 
 
+class RewardFileError(ValueError):
+    """A reward-model or CLIP checkpoint file is missing, truncated, foreign or does not fit the module: the
+    message names the file and what is wrong, in one line."""
+
+
+def _one_line(err: BaseException) -> str:
+    """The first line of an exception's text (PyTorch's size-mismatch reports run over many lines)."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}"
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The metadata of a safetensors file; RewardFileError if it is missing, truncated or not safetensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise RewardFileError(f"reward model {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except Exception as err:  # safetensors raises its own SafetensorError (truncated header, bad JSON, ...)
+        raise RewardFileError(f"reward model {path} is not a readable safetensors file ({_one_line(err)})") from None
+
+
 class RewardModule(torch.nn.Module):
     """Maps a batch of transitions to rewards (B,) on the module's device."""
 
@@ -132,16 +155,34 @@ class LearnedRewardModule(RewardModule):
         atomic_write_bytes(path, save(tensors, metadata=metadata))
 
     def load(self, path: str | Path) -> "LearnedRewardModule":
-        """Load weights written by `save` (safetensors; no pickle) into this module; returns self."""
-        state = load_file(str(path), device=str(self.device))
+        """Load weights written by `save` (safetensors; no pickle) into this module; returns self. A file that is
+        truncated, foreign or shaped for another module is a RewardFileError naming it; the module is unchanged."""
+        read_safetensors_metadata(path)
+        try:
+            state = load_file(str(path), device=str(self.device))
+        except Exception as err:
+            raise RewardFileError(f"reward model {path} is truncated or corrupt ({_one_line(err)})") from None
+        expected = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in state.items()}
+        if found != expected:
+            missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+            wrong = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+            detail = (f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra else
+                      f"{wrong[0]} is {found[wrong[0]]}, the module's is {expected[wrong[0]]}")
+            raise RewardFileError(f"reward model {path} does not fit this {type(self).__name__} ({detail})")
         self.load_state_dict(state)
         return self
 
     @classmethod
     def from_file(cls, path: str | Path, device: str | torch.device = "cpu") -> "LearnedRewardModule":
         """Build a module from the config that `save` stored beside the weights, then load them."""
-        with safe_open(str(path), framework="pt") as f:
-            metadata = f.metadata() or {}
+        metadata = read_safetensors_metadata(path)
         if metadata.get("class") != cls.__name__:
-            raise ValueError(f"{path} holds a {metadata.get('class')!r}, not a {cls.__name__}")
-        return cls(**json.loads(metadata["config"]), device=device).load(path)
+            what = f"a {metadata['class']}" if "class" in metadata else "no crlab model (no 'class' in its metadata)"
+            raise RewardFileError(f"reward model {path} holds {what}, not a {cls.__name__}")
+        try:
+            config = json.loads(metadata["config"])
+            module = cls(**config, device=device)
+        except (KeyError, TypeError, ValueError) as err:
+            raise RewardFileError(f"reward model {path} has an unusable config in its metadata ({_one_line(err)})") from None
+        return module.load(path)

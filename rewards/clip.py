@@ -9,6 +9,9 @@ only the part of x − g along d.
 
 from __future__ import annotations
 
+import os
+import socket
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from rewards.base import Batch, RewardModule, batch_to_tensors
+from rewards.base import Batch, RewardFileError, RewardModule, batch_to_tensors
 
 
 def goal_baseline_reward(
@@ -61,15 +64,71 @@ def clip_preprocess(frames: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
     return (x - mean) / std
 
 
+WEIGHTS_HOST = ("huggingface.co", 443)  # where open_clip fetches tagged weights from (its hf_hub entries)
+
+
+def pretrained_weights_cached(model_name: str, tag: str, cache_dir: str | None = None) -> bool:
+    """Whether open_clip's weights for (model_name, tag) are already on disk (the Hugging Face cache or open_clip's
+    URL cache), so that loading them needs no network. True for tags open_clip does not know (it reports those)."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model_name, tag)
+    if not cfg or "file" in cfg:
+        return True
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        model_id, filename = os.path.split(hub)
+        names = {filename or "open_clip_pytorch_model.bin", "open_clip_model.safetensors", "open_clip_pytorch_model.bin"}
+        if any(isinstance(try_to_load_from_cache(model_id, name, cache_dir=cache_dir), str) for name in names):
+            return True
+    url = cfg.get("url", "")
+    return bool(url) and os.path.isfile(os.path.join(cache_dir or os.path.expanduser("~/.cache/clip"),
+                                                     os.path.basename(url)))
+
+
+def _reachable(host: tuple[str, int], timeout: float = 3.0) -> bool:
+    try:
+        socket.create_connection(host, timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def load_clip(
     model_name: str, pretrained: str | None, device: str | torch.device = "cpu", cache_dir: str | None = None
 ) -> tuple[torch.nn.Module, Any]:
-    """An open_clip model in eval mode and its tokenizer; `pretrained` is a tag ("openai", ...) or a checkpoint path."""
+    """An open_clip model in eval mode and its tokenizer; `pretrained` is a tag ("openai", ...) or a checkpoint path.
+
+    Tagged weights that are not on disk are downloaded by open_clip when the network is there; without it (or with
+    HF_HUB_OFFLINE=1) this fails at once with a RewardFileError saying what to do, instead of minutes of retries. A
+    local weights file or `local-dir:` checkpoint that cannot be read is a RewardFileError naming it."""
     import open_clip  # a heavy import, left until a CLIP reward is built so that `import rewards` stays quick
 
-    model, _, _ = open_clip.create_model_and_transforms(
-        model_name, pretrained=pretrained, device=device, cache_dir=cache_dir
-    )
+    local_file = pretrained if pretrained is not None and Path(pretrained).is_file() else None
+    if model_name.startswith("local-dir:"):
+        local_file = model_name.removeprefix("local-dir:")
+    elif pretrained is not None and local_file is None:
+        if Path(pretrained).suffix in (".pt", ".bin", ".safetensors", ".pth") or os.sep in pretrained:
+            raise RewardFileError(f"CLIP weights file {pretrained} does not exist")
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        if not pretrained_weights_cached(model_name, pretrained, cache_dir) and (offline or not _reachable(WEIGHTS_HOST)):
+            raise RewardFileError(
+                f"CLIP weights {model_name}/{pretrained} are not on this machine and {WEIGHTS_HOST[0]} cannot be "
+                f"reached{' (HF_HUB_OFFLINE is set)' if offline else ''}: download them once with a network "
+                "(they are cached), or point reward.pretrained at a local weights file or reward.checkpoint at a "
+                "scripts.finetune_clip output")
+    try:
+        model, _, _ = open_clip.create_model_and_transforms(
+            model_name, pretrained=pretrained, device=device, cache_dir=cache_dir
+        )
+    except Exception as err:
+        if local_file is None:
+            raise
+        lines = str(err).strip().splitlines() or [""]
+        raise RewardFileError(f"CLIP checkpoint {local_file} cannot be loaded ({type(err).__name__}: "
+                              f"{lines[0][:200]})") from None
     return model.eval().requires_grad_(False), open_clip.get_tokenizer(model_name)
 
 

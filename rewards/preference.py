@@ -83,9 +83,14 @@ class PreferenceRewardModel(LearnedRewardModule):
         num_layers: int = 3,
         lr: float = 3e-4,
         obs_keys: list[str] | None = None,
+        env_id: str | None = None,
+        observation_keys: list[str] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         super().__init__()
+        # what it was trained on, saved with it: scoring another env's transitions is refused (rewards/from_config)
+        self.env_id = env_id
+        self.observation_keys = None if observation_keys is None else sorted(observation_keys)
         if input not in INPUTS:
             raise ValueError(f"input={input!r} is not one of {INPUTS}")
         self.obs_dim, self.action_dim, self.input = obs_dim, action_dim, input
@@ -102,6 +107,8 @@ class PreferenceRewardModel(LearnedRewardModule):
     ) -> "PreferenceRewardModel":
         """Size the model for a (single-env) observation and action space; dict observations are flattened."""
         keys = kwargs.get("obs_keys")
+        if isinstance(observation_space, gymnasium.spaces.Dict):
+            kwargs.setdefault("observation_keys", sorted(observation_space.spaces))
         if keys is not None:
             if not isinstance(observation_space, gymnasium.spaces.Dict) or set(keys) - set(observation_space.spaces):
                 raise ValueError(f"obs_keys={list(keys)} are not all keys of the observation space {observation_space}")
@@ -118,6 +125,8 @@ class PreferenceRewardModel(LearnedRewardModule):
             "num_layers": self.num_layers,
             "lr": self.lr,
             "obs_keys": self.obs_keys,
+            "env_id": self.env_id,
+            "observation_keys": self.observation_keys,
         }
 
     @property

@@ -180,7 +180,7 @@ def evaluate_rollouts(cfg: DictConfig, module_cfgs: dict[str, DictConfig]) -> Pa
         module = None
         if module_cfg is not None:
             module = reward_from_config(OmegaConf.to_container(module_cfg, resolve=True), None, None, device,
-                                        discount=cfg.gamma)  # shaping uses the γ of EPIC's canonicalisation
+                                        discount=cfg.gamma, env_id=data.env_id)  # shaping uses the γ of EPIC's canonicalisation
         results[name], rewards[name] = evaluate_module(module, data, gt_fn, **settings)
         epic = results[name].get("epic")
         if isinstance(epic, str):  # "undefined: why" (a pure potential shaping): the reason goes to the notes

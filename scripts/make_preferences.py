@@ -31,6 +31,7 @@ from agents import make_agent, resolve_device
 from agents.base import obs_to_tensor
 from agents.checkpoint import load_checkpoint
 from agents.preference_dataset import save_preference_dataset
+from envs.atomic_file import atomic_write
 from envs.batched import true_next_obs
 from rewards.evaluation import Rollouts, load_rollouts
 from rewards.preference import PreferenceRewardModel, SyntheticLabeler
@@ -96,8 +97,8 @@ def record_rollouts(cfg: DictConfig, out_dir: Path) -> Path:
     rec = cfg.record
     env_kwargs = OmegaConf.to_container(rec.env_kwargs, resolve=True) if rec.env_kwargs else {}
     env = make_record_env(rec.env, rec.num_envs, env_kwargs, rec.frames)
-    if rec.frames:
-        env.request_final_views("frames")
+    describes = hasattr(env, "describe")
+    env.request_final_views(*(["frames"] if rec.frames else []), *(["text"] if describes else []))
     policy = NoisyPolicy(env, rec.checkpoint, resolve_device(cfg.device), cfg.seed)
     levels = np.asarray(list(rec.noise) or [0.0], dtype=np.float64)
     n = env.num_envs
@@ -116,7 +117,7 @@ def record_rollouts(cfg: DictConfig, out_dir: Path) -> Path:
         final = info.get("final_info", {})
         success = np.where(done, final.get("is_success", np.zeros(n)), info.get("is_success", np.zeros(n)))
         frames = env.render() if rec.frames else None
-        text = env.describe() if hasattr(env, "describe") else [""] * n
+        text = env.describe() if describes else [""] * n  # after the step; ended copies' are in final_text
         for i in range(n):
             pick = lambda x: {k: v[i] for k, v in x.items()} if isinstance(x, dict) else x[i]  # noqa: E731
             frame = placeholder if frames is None else (info["final_frames"][i] if done[i] else frames[i])
@@ -124,7 +125,7 @@ def record_rollouts(cfg: DictConfig, out_dir: Path) -> Path:
                                  "reward": float(reward[i]), "terminated": bool(terminated[i]),
                                  "truncated": bool(truncated[i]), "is_success": bool(success[i]),
                                  "episode": int(episode_of[i]), "step": int(step_of[i]), "frame": frame,
-                                 "text": "" if done[i] else str(text[i])})
+                                 "text": str(info["final_text"][i] if done[i] and describes else text[i])})
             step_of[i] += 1
             if done[i]:
                 if done_count < rec.episodes:
@@ -136,8 +137,9 @@ def record_rollouts(cfg: DictConfig, out_dir: Path) -> Path:
     env.close()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "rollouts.npz"
-    np.savez_compressed(path, **rows_to_arrays(finished), env_id=np.array(env.spec.id if env.spec else rec.env),
-                        fps=np.array(int(env.metadata.get("render_fps", 25))))
+    arrays = {**rows_to_arrays(finished), "env_id": np.array(env.spec.id if env.spec else rec.env),
+              "fps": np.array(int(env.metadata.get("render_fps", 25)))}
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
     return path
 
 

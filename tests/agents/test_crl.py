@@ -130,7 +130,9 @@ def test_goal_observation_indices_extend_the_stored_goal_and_the_command():
     env, agent = _agent(goal_observation_indices=[6, 7], command_from_goal=[0, 1], actor_random_goals=0.5)
     obs, _ = env.reset(seed=0)
     o = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
-    torch.testing.assert_close(agent.command(o["desired_goal"]), o["desired_goal"][:, [0, 1, 0, 1]])
+    torch.testing.assert_close(agent.command(o), o["desired_goal"][:, [0, 1, 0, 1]])
+    _, from_achieved = _agent(goal_observation_indices=[6, 7], command_from_goal=[1, 0], command_source="achieved")
+    torch.testing.assert_close(from_achieved.command(o), torch.cat([o["desired_goal"], o["achieved_goal"][:, [1, 0]]], -1))
     reached = agent.reached_goal(o)
     torch.testing.assert_close(reached, torch.cat([o["achieved_goal"], o["observation"][:, 6:8]], -1))
     a = agent.act(o)

@@ -44,6 +44,8 @@ def test_recorded_rollouts_follow_the_recorder_layout(reach_rollouts):
     # next_obs of a step is obs of the next step within an episode (the true final obs at the end)
     np.testing.assert_allclose(arrays["next_obs.observation"][:-1][arrays["step"][1:] > 0],
                                arrays["obs.observation"][1:][arrays["step"][1:] > 0])
+    # every row's text describes its s', the episode's last row included (it was "" there)
+    assert all(t.startswith(("The green goal", "The fingertip")) for t in arrays["text"]), set(arrays["text"][arrays["step"] == 49])
 
 
 def test_gold_labels_prefer_the_higher_return(reach_rollouts):
