@@ -43,7 +43,39 @@ def make_agent_config(name: str, options: dict[str, Any]) -> Any:
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ValueError(f"agent {name!r} has no option(s) {unknown}; valid options: {sorted(valid)}")
+    check_agent_values(name, options)
     return config_cls(**options)
+
+
+# option names -> the values they accept, for every agent's config (one name per concept across agents)
+POSITIVE = ("batch_size", "buffer_size", "repr_dim", "num_steps", "num_minibatches", "update_epochs",
+            "updates_per_step", "feature_dim", "num_filters", "num_conv_layers", "hidden_dim", "n_quantiles",
+            "n_critics", "train_freq")
+NON_NEGATIVE = ("warmup_steps", "init_steps", "learning_starts", "logsumexp_penalty", "max_grad_norm")
+UNIT_INTERVAL = ("discount", "gamma", "tau", "target_tau", "gae_lambda")  # (0, 1]
+
+
+def check_agent_values(name: str, options: dict[str, Any]) -> None:
+    """ValueError naming the first agent option whose value is of the wrong type or out of range (a batch size of
+    0, a negative learning rate, a discount above 1, ...), before anything is built."""
+    for key, value in options.items():
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "hidden":
+            widths = list(value) if not isinstance(value, (str, bytes)) and hasattr(value, "__iter__") else None
+            if widths is None or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in widths):
+                raise ValueError(f"agent.hidden={value!r} must be a list of positive layer widths, e.g. [256,256]")
+            continue
+        if key == "gradient_steps":  # SB3: -1 means one per env step collected
+            if not (isinstance(value, int) and not isinstance(value, bool) and (value == -1 or value > 0)):
+                raise ValueError(f"agent.gradient_steps={value!r} must be -1 or an integer > 0 (agent={name})")
+            continue
+        rule = ("> 0" if key in POSITIVE or key == "lr" or key.endswith("_lr") and key != "anneal_lr" else ">= 0" if key in NON_NEGATIVE else
+                "in (0, 1]" if key in UNIT_INTERVAL else None)
+        if rule is None or value is None or isinstance(value, bool) or (key == "ent_coef" and isinstance(value, str)):
+            continue
+        ok = numeric and ((value > 0) if rule == "> 0" else (value >= 0) if rule == ">= 0" else (0 < value <= 1))
+        if not ok:
+            raise ValueError(f"agent.{key}={value!r} must be a number {rule} (agent={name})")
 
 
 def make_agent(

@@ -10,7 +10,7 @@ seeded `seed + i` as `SyncVectorEnv` seeds its envs, so copy i of a vector env r
 from __future__ import annotations
 
 import abc
-from typing import Any
+from typing import Any, Callable
 
 import gymnasium
 import numpy as np
@@ -60,15 +60,28 @@ class BatchedTask(abc.ABC):
 
 
 def check_actions(actions: np.ndarray, num_envs: int, action_space: gymnasium.Space) -> np.ndarray:
-    """`actions` as an array of shape (num_envs, *action_space.shape), all finite; otherwise a ValueError that
-    names the shape or the copies at fault, raised before anything is stepped."""
+    """`actions` as an array of shape (num_envs, *action_space.shape), checked before anything is stepped, so one
+    copy's bad action never reaches another copy (they may share one MuJoCo model) and no state changes:
+    Box actions must be finite (finite values outside the bounds are clipped by the actuators' control ranges);
+    Discrete actions must be whole numbers in [start, start + n). Otherwise a ValueError naming the shape, or the
+    copies and values at fault and the valid range."""
     actions = np.asarray(actions)
     expected = (num_envs, *action_space.shape)
     if actions.shape != expected:
         raise ValueError(f"actions have shape {actions.shape}; this env takes {expected}")
-    if np.issubdtype(actions.dtype, np.floating) and not np.isfinite(actions).all():
+    if actions.dtype.kind not in "biuf":
+        raise ValueError(f"actions must be numbers, got dtype {actions.dtype}")
+    if actions.dtype.kind == "f" and not np.isfinite(actions).all():
         bad = sorted({int(i) for i in np.argwhere(~np.isfinite(actions).reshape(num_envs, -1))[:, 0]})
         raise ValueError(f"actions of copies {bad} are not finite (NaN or inf); nothing was stepped")
+    if isinstance(action_space, gymnasium.spaces.Discrete):
+        low, high = int(action_space.start), int(action_space.start + action_space.n - 1)
+        wrong = (actions != np.round(actions)) | (actions < low) | (actions > high)
+        if wrong.any():
+            bad = np.flatnonzero(wrong)
+            raise ValueError(f"action {actions[bad[0]].item()!r} of copy {int(bad[0])} is not a valid choice: "
+                             f"actions are integers {low}..{high}; nothing was stepped")
+        actions = actions.astype(np.int64)
     return actions
 
 
@@ -86,6 +99,18 @@ def true_next_obs(obs: Obs, info: dict[str, Any]) -> Obs:
     if isinstance(obs, dict):
         return {k: merge(obs[k], final[k]) for k in obs}
     return merge(obs, final)
+
+
+GOAL_KEYS = frozenset({"observation", "achieved_goal", "desired_goal"})
+
+
+def _goal_reward(task: BatchedTask, space: gymnasium.Space, name: str) -> Callable[[np.ndarray, np.ndarray, Any], np.ndarray]:
+    """The task's compute_reward if the env is a goal env (Dict observations with GOAL_KEYS), else AttributeError,
+    so that `hasattr(env, "compute_reward")` tells a GoalEnv as gymnasium-robotics and SB3 expect."""
+    goal_env = isinstance(space, gymnasium.spaces.Dict) and GOAL_KEYS <= set(space.spaces)
+    if not goal_env or not hasattr(task, "compute_reward"):
+        raise AttributeError(f"{name} is not a goal env: it has no compute_reward")
+    return task.compute_reward
 
 
 def _index(obs: Obs, i: int) -> Obs:
@@ -114,7 +139,9 @@ class BatchedEnv(gymnasium.Env):
         return _index(self.task.observe(), 0), {}
 
     def step(self, action: np.ndarray) -> tuple[Obs, float, bool, bool, dict]:
-        reward, terminated, info = self.task.step(np.asarray(action)[None])
+        if np.shape(action) != self.action_space.shape:
+            raise ValueError(f"action has shape {np.shape(action)}; this env takes {self.action_space.shape}")
+        reward, terminated, info = self.task.step(check_actions(np.asarray(action)[None], 1, self.action_space))
         return (
             _index(self.task.observe(), 0),
             float(reward[0]),
@@ -130,9 +157,11 @@ class BatchedEnv(gymnasium.Env):
         """A short English description of the current state."""
         return self.task.describe(0)
 
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """Vectorized goal reward, as in gymnasium-robotics (used by HER)."""
-        return self.task.compute_reward(achieved_goal, desired_goal, info)
+    @property
+    def compute_reward(self) -> Callable[[np.ndarray, np.ndarray, Any], np.ndarray]:
+        """Vectorized goal reward `(achieved_goal, desired_goal, info) -> (*batch,)`, as in gymnasium-robotics (used
+        by HER); only goal envs have it (SB3 and HER tell a GoalEnv by its presence)."""
+        return _goal_reward(self.task, self.observation_space, type(self).__name__)
 
     def close(self) -> None:
         self.task.close()
@@ -184,7 +213,7 @@ class BatchedVectorEnv(VectorEnv):
         return self.task.observe(), {}
 
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
-        reward, terminated, info = self.task.step(np.asarray(actions))
+        reward, terminated, info = self.task.step(check_actions(actions, self.num_envs, self.single_action_space))
         self.elapsed_steps += 1
         truncated = np.zeros(self.num_envs, dtype=bool)
         if self.max_episode_steps is not None:
@@ -222,9 +251,10 @@ class BatchedVectorEnv(VectorEnv):
         """One English description per copy."""
         return [self.task.describe(i) for i in range(self.num_envs)]
 
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """Vectorized goal reward over any leading batch shape."""
-        return self.task.compute_reward(achieved_goal, desired_goal, info)
+    @property
+    def compute_reward(self) -> Callable[[np.ndarray, np.ndarray, Any], np.ndarray]:
+        """Vectorized goal reward over any leading batch shape; only goal envs have it."""
+        return _goal_reward(self.task, self.single_observation_space, type(self).__name__)
 
     def close_extras(self, **kwargs: Any) -> None:
         self.task.close()

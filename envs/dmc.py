@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
+from envs.gl_fork import before_first_gl_context
 from envs.mujoco_batch import _load_triton_first
 
 CURL_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "cheetah": 4, "walker": 2, "finger": 2, "ball_in_cup": 4}
@@ -169,6 +170,7 @@ class DMCTask(BatchedTask):
             env.task.random.seed(None if seed is None else seed + i)
 
     def _camera_frame(self, copy: int, height: int, width: int) -> np.ndarray:
+        before_first_gl_context()  # dm_control makes its GL context on the first render
         return self.envs[copy].physics.render(height, width, camera_id=self.camera_id)
 
     def _push_frame(self, copy: int) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from envs.gl_fork import before_first_gl_context
+
 _LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -28,6 +30,7 @@ def _close_live_renderers() -> None:
 def new_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
     """A `mujoco.Renderer` (triton loaded first, see below) that is closed at exit if nobody closed it."""
     _load_triton_first()
+    before_first_gl_context()
     renderer = mujoco.Renderer(model, height=height, width=width)
     if not _LIVE_RENDERERS:
         atexit.unregister(_close_live_renderers)

@@ -11,6 +11,12 @@ clip        `scripts.finetune_clip` on Reach (tiny architecture from scratch, sc
             reward's Spearman correlation with the negative goal distance on held-out recorded rollouts (target >= 0.7).
 rl          the same agent trained on Reach's dense reward with `reward=preference` (learned online) and with the
             ground truth; final evaluation success rates (target: within 10 points).
+pebble      PEBBLE (Lee et al. 2021): SB3 SAC on Reach's dense reward, the ground truth vs an online preference model
+            whose labels come from a scripted teacher on the gold return (the replay buffer relabelled after every
+            feedback session) vs RL-VLM-F (Wang et al. 2024: labels from a CLIP frame comparison; here a tiny CLIP
+            fine-tuned on Reach by scripts.finetune_clip, no download); same seed and env steps; success / gold
+            return / proxy return per evaluation, and pebble.png with the curves.
+    python -m scripts.bench_rewards pebble [--steps 30000] [--num-envs 4] [--query-every 2000] [--out FILE]
 Each prints a JSON summary and, with --out, writes it.
 """
 
@@ -182,9 +188,82 @@ def bench_rl(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def bench_pebble(args: argparse.Namespace) -> dict[str, Any]:
+    """SB3 SAC on the gold dense reward, with PEBBLE's online preference reward, and with RL-VLM-F's frame labels."""
+    folder = Path(args.work_dir or tempfile.mkdtemp())
+    frame = ["+env.kwargs.width=64", "+env.kwargs.height=64"]
+    common = ["agent=sb3_sac", "env.kwargs.reward_type=dense", f"env.num_envs={args.num_envs}", "agent.her=false",
+              f"total_env_steps={args.steps}", f"eval_every={args.steps // 10}", "video_episodes=0", "eval_episodes=50",
+              f"seed={args.seed}", f"device={args.device}", f"progress={str(args.progress).lower()}", "log_every_s=5"]
+    online = ["reward.online.first_query=1000", f"reward.online.query_every={args.query_every}",
+              f"reward.online.queries={args.queries}", f"reward.online.max_labels={args.max_labels}",
+              "reward.online.window=20000"]
+    runs = {"ground_truth": common,
+            "pebble": [*common, "reward=preference", "reward.input=next_obs", *online,
+                       "reward.obs_keys=[achieved_goal,desired_goal]"]}
+    out: dict[str, Any] = {"benchmark": "pebble", "agent": "sb3_sac", "env": ENV_ID, "env_steps": args.steps,
+                           "num_envs": args.num_envs, "query_every": args.query_every, "queries": args.queries,
+                           "max_labels": args.max_labels}
+    if not args.no_vlm:
+        start = time.perf_counter()
+        clip_cfg = compose_config("finetune_clip", [f"frames={args.frames}", "steps=500", f"seed={args.seed}",
+                                                    f"out={folder / 'clip_reach'}", f"device={args.device}",
+                                                    "progress=false"])
+        checkpoint = finetune(clip_cfg)
+        out["clip_finetune_s"] = time.perf_counter() - start
+        runs["rl_vlm_f"] = [*common, *frame, "reward=vlm_preference", *online, "reward.online.segment_length=1",
+                            "reward.obs_keys=[achieved_goal,desired_goal]", f"reward.labeler.checkpoint={checkpoint}",
+                            f"reward.labeler.task_text='{GOAL_CAPTIONS[0]}'"]
+    curves: dict[str, list[dict[str, float]]] = {}
+    for name, overrides in runs.items():
+        start = time.perf_counter()
+        run_dir = train(compose_config("train", overrides), folder / name)
+        with open(run_dir / "metrics.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        curves[name] = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in rows]
+        out[name] = {"success": float(rows[-1]["eval_success_rate"]), "gold_return": float(rows[-1]["eval_return"]),
+                     "time_s": time.perf_counter() - start, "run": str(run_dir),
+                     "curve": [(int(r["env_steps"]), round(float(r["eval_success_rate"]), 2)) for r in rows]}
+        if "eval_proxy_return" in rows[-1]:
+            gold = np.array([float(r["eval_return"]) for r in rows])
+            proxy = np.array([float(r["eval_proxy_return"]) for r in rows])
+            out[name]["proxy_return"] = float(proxy[-1])
+            varies = len(rows) > 2 and proxy.std() > 0 and gold.std() > 0
+            out[name]["proxy_gold_pearson"] = float(np.corrcoef(proxy, gold)[0, 1]) if varies else None
+        print(f"{name}: {out[name]['curve']}", flush=True)
+    plot_pebble(curves, (args.out.with_suffix(".png") if args.out else folder / "pebble.png"))
+    return out
+
+
+def plot_pebble(curves: dict[str, list[dict[str, float]]], path: Path) -> None:
+    """Success and gold return per evaluation for each run, and each learned reward's proxy return beside gold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name, rows in curves.items():
+        steps = [r["env_steps"] for r in rows]
+        axes[0].plot(steps, [r["eval_success_rate"] for r in rows], label=name)
+        axes[1].plot(steps, [r["eval_return"] for r in rows], label=name)
+        if "eval_proxy_return" in rows[-1]:
+            axes[2].plot([r["eval_return"] for r in rows], [r["eval_proxy_return"] for r in rows], "o-", label=name)
+    for ax, title in zip(axes, ("evaluation success", "gold (dense) return", "proxy vs gold return")):
+        ax.set_title(title)
+        ax.legend(fontsize=7)
+    axes[0].set_xlabel("env steps")
+    axes[1].set_xlabel("env steps")
+    axes[2].set_xlabel("gold return")
+    axes[2].set_ylabel("learned reward's return")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("benchmark", choices=("preference", "clip", "rl"))
+    parser.add_argument("benchmark", choices=("preference", "clip", "rl", "pebble"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=None)
@@ -207,12 +286,13 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=32)
     parser.add_argument("--query-every", type=int, default=5000, help="rl: env steps between feedback sessions")
     parser.add_argument("--queries", type=int, default=400, help="rl: labels per feedback session")
-    parser.add_argument("--max-labels", type=int, default=6000, help="rl: label budget")
+    parser.add_argument("--max-labels", type=int, default=6000, help="rl, pebble: label budget")
+    parser.add_argument("--no-vlm", action="store_true", help="pebble: leave out the RL-VLM-F run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.steps is None:
-        args.steps = {"clip": 1000, "rl": 300_000}.get(args.benchmark, 0)
-    run = {"preference": bench_preference, "clip": bench_clip, "rl": bench_rl}[args.benchmark]
+        args.steps = {"clip": 1000, "rl": 300_000, "pebble": 30_000}.get(args.benchmark, 0)
+    run = {"preference": bench_preference, "clip": bench_clip, "rl": bench_rl, "pebble": bench_pebble}[args.benchmark]
     result = {**run(args), "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
     text = json.dumps(result, indent=2)

@@ -67,3 +67,50 @@ def user_errors() -> Iterator[None]:
     except (ValueError, CheckpointError, FileNotFoundError) as err:
         sys.stderr.write(f"error: {err}\n")
         sys.exit(2)
+
+
+# run keys of scripts/conf/train.yaml: name -> (rule, accepts null)
+RUN_KEYS = {"seed": ("int >= 0", False), "total_env_steps": ("int > 0", False), "eval_every": ("int > 0", False),
+            "eval_episodes": ("int > 0", False), "video_episodes": ("int >= 0", False),
+            "checkpoint_every": ("int > 0", False), "keep_checkpoints": ("int >= 0", False),
+            "log_every_s": ("number >= 0", False), "time_limit_s": ("number > 0", True), "torch_threads": ("int > 0", True)}
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """ValueError naming the first run key of the wrong type or range (seed=abc, eval_every=0, total_env_steps=-5,
+    ...), so that a run refuses bad input before it builds anything or writes a file."""
+    for key, (rule, nullable) in RUN_KEYS.items():
+        if key not in cfg:
+            continue
+        value = cfg[key]
+        if value is None and nullable:
+            continue
+        kind, op, bound = rule.split()
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = numeric and (kind == "number" or isinstance(value, int))
+        ok = ok and (value > float(bound) if op == ">" else value >= float(bound))
+        if not ok:
+            hint = " or null" if nullable else ""
+            raise ValueError(f"{key}={value!r} must be {'an integer' if kind == 'int' else 'a number'} {op} {bound}{hint}")
+
+
+def check_run_paths(argv: list[str]) -> None:
+    """Before Hydra creates anything: `resume=DIR` must be a run directory (a config.yaml or checkpoints/ in it),
+    and `hydra.run.dir=DIR` must be creatable (its nearest existing parent a writable folder). Exit 2 otherwise."""
+    values = dict(a.split("=", 1) for a in argv if "=" in a)
+    resume = values.get("resume")
+    if resume not in (None, "null"):
+        run = Path(resume)
+        if not run.is_dir() or not ((run / "config.yaml").is_file() or (run / "checkpoints").is_dir()):
+            sys.stderr.write(f"error: resume={resume} is not a run directory (no config.yaml or checkpoints/ in it)\n")
+            sys.exit(2)
+    target = values.get("hydra.run.dir")
+    if target and "${" not in target:
+        try:  # Hydra would make it next; making it here turns a failure into one line instead of a traceback
+            Path(target).mkdir(parents=True, exist_ok=True)
+            probe = Path(target) / ".crlab_write_test"
+            probe.touch()
+            probe.unlink()
+        except OSError as err:
+            sys.stderr.write(f"error: hydra.run.dir={target} cannot be created or written ({err.strerror})\n")
+            sys.exit(2)

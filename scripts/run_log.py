@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import csv
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
 
-from agents.checkpoint import load_checkpoint, save_checkpoint
+from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from envs.atomic_file import TMP_MARK
 
 METRIC_COLUMNS = ("env_steps", "wall_time_s", "eval_success_rate", "eval_return")
 LATEST = "latest.pt"
@@ -77,5 +79,22 @@ def write_checkpoint(run_dir: Path, agent: Any, env_steps: int, wall_time_s: flo
 
 
 def latest_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """Load `run_dir/checkpoints/latest.pt` (CheckpointError with the path if it is missing or corrupt)."""
-    return load_checkpoint(run_dir / "checkpoints" / LATEST)
+    """Load `run_dir/checkpoints/latest.pt`; if it is missing or corrupt, the newest intact step_<N>.pt, with a
+    warning naming the unusable file(s). Temp files of checkpoint writes that a kill interrupted are removed first.
+    CheckpointError (naming the folder) when no checkpoint is usable."""
+    folder = run_dir / "checkpoints"
+    for stale in folder.glob(f".*{TMP_MARK}*"):  # a killed write's leftovers: never renamed into place
+        stale.unlink(missing_ok=True)
+    candidates = [folder / LATEST, *sorted(folder.glob("step_*.pt"), key=lambda p: -int(p.stem.split("_")[1]))]
+    unusable: list[str] = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            if path.exists():
+                unusable.append(str(err))
+            continue
+        if unusable:
+            warnings.warn(f"resuming from {path}: {'; '.join(unusable)}", stacklevel=2)
+        return state
+    raise CheckpointError(f"no usable checkpoint in {folder}" + (f" ({'; '.join(unusable)})" if unusable else ""))

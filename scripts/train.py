@@ -26,10 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import envs  # noqa: F401  (registers crlab/ envs)
-from agents import agent_loop, resolve_device
+from agents import agent_loop, make_agent_config, resolve_device
 from agents.base import RelabelsRewards, obs_to_tensor
 from envs.batched import true_next_obs
-from scripts.cli import check_overrides, user_errors
+from scripts.cli import check_overrides, check_run_config, check_run_paths, user_errors
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, latest_checkpoint, write_checkpoint
 from scripts.run_setup import build_run, make_envs  # noqa: F401  (make_envs: imported from here by the benchmarks)
@@ -76,6 +76,9 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
         run_dir = Path(cfg.resume)
         checkpoint = latest_checkpoint(run_dir)
         cfg = resumed_config(checkpoint["config"], run_dir, list(overrides))
+    check_run_config(cfg)
+    make_agent_config(cfg.agent.name, {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items()
+                                       if k != "name"})  # agent options checked before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(config_yaml)
@@ -176,6 +179,7 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    check_run_paths(sys.argv[1:])
     sys.argv[1:] = with_resumed_groups(sys.argv[1:])
     check_overrides(Path(__file__).parent / "conf", "train", sys.argv[1:])
     main()

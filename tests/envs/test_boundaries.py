@@ -1,0 +1,104 @@
+"""What every env refuses at its boundary (bad actions, before any state changes), which envs are GoalEnvs, SB3's
+check_env on every numeric id, and async vector envs that start after this process rendered."""
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import gymnasium
+import numpy as np
+import pytest
+
+import envs  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[2]
+CRLAB_IDS = sorted(i for i in gymnasium.registry if i.startswith("crlab/"))
+TEXT_IDS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0")
+
+
+@pytest.mark.parametrize("game", TEXT_IDS)
+def test_text_games_refuse_invalid_choices_and_keep_their_state(game):
+    env = gymnasium.make(game).unwrapped
+    twin = gymnasium.make(game).unwrapped
+    env.reset(seed=0)
+    twin.reset(seed=0)
+    n = env.action_space.n
+    for bad in (-1, 3.5, n, np.nan, "a"):
+        with pytest.raises(ValueError, match=r"(not a valid choice: actions are integers 0\.\.|not finite|must be numbers)"):
+            env.step(bad)
+    obs, reward, terminated, _, info = env.step(np.int64(1))  # the game goes on as if nothing bad was sent
+    expected = twin.step(1)
+    assert reward == expected[1] and terminated == expected[2]
+    assert all(np.array_equal(obs[k], expected[0][k]) for k in obs)
+
+
+def test_a_nan_action_in_one_copy_is_refused_and_touches_no_copy():
+    vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=3)
+    twin = gymnasium.make_vec("crlab/Reach-v0", num_envs=3)
+    vec.reset(seed=0)
+    twin.reset(seed=0)
+    actions = np.full((3, 2), 0.5, np.float32)
+    bad = actions.copy()
+    bad[1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"actions of copies \[1\] are not finite"):
+        vec.step(bad)
+    with pytest.raises(ValueError, match=r"actions have shape \(3, 1\); this env takes \(3, 2\)"):
+        vec.step(actions[:, :1])
+    with pytest.raises(ValueError, match=r"actions have shape \(2,\); this env takes \(3, 2\)"):
+        vec.step(actions[0])  # no silent broadcast
+    obs, *_ = vec.step(actions)
+    expected, *_ = twin.step(actions)
+    np.testing.assert_array_equal(obs["observation"], expected["observation"])
+
+
+def test_single_env_action_shape_is_exact():
+    env = gymnasium.make("crlab/Push-v0")
+    env.reset(seed=0)
+    for bad in (np.zeros(1), 0.5, np.zeros((1, 2))):
+        with pytest.raises(ValueError, match=r"action has shape .*; this env takes \(2,\)"):
+            env.step(bad)
+
+
+def test_only_goal_envs_have_compute_reward():
+    for env_id in CRLAB_IDS:
+        base = gymnasium.make(env_id).unwrapped
+        space = base.observation_space
+        goal = isinstance(space, gymnasium.spaces.Dict) and {"achieved_goal", "desired_goal"} <= set(space.spaces)
+        assert hasattr(base, "compute_reward") == goal, env_id
+    with pytest.raises(AttributeError, match="is not a goal env"):
+        gymnasium.make("crlab/DMC-cartpole-swingup-v0").unwrapped.compute_reward
+
+
+@pytest.mark.parametrize("env_id", [i for i in CRLAB_IDS if i not in TEXT_IDS])
+def test_sb3_check_env_passes(env_id):
+    """Text games are left out: SB3 has no Text spaces. Goal envs are checked unwrapped (gymnasium 1.x wrappers do
+    not forward compute_reward, which SB3's checker calls on the object it is given)."""
+    from stable_baselines3.common.env_checker import check_env
+
+    env = gymnasium.make(env_id)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        check_env(env.unwrapped if hasattr(env.unwrapped, "compute_reward") else env, warn=False)
+
+
+ASYNC_AFTER_RENDER = """
+import gymnasium, envs
+if __name__ == "__main__":
+    single = gymnasium.make("crlab/Reach-v0", render_mode="rgb_array")
+    single.reset(seed=0)
+    single.render()  # this process now holds an EGL context
+    vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, vectorization_mode="async", obs_type="pixels", image_size=32)
+    obs, _ = vec.reset(seed=0)
+    vec.step(vec.action_space.sample())
+    vec.close()
+    print("async ok", obs["pixels"].shape)
+"""
+
+
+def test_async_vector_env_after_rendering_does_not_hang(tmp_path):
+    script = tmp_path / "async_after_render.py"
+    script.write_text(ASYNC_AFTER_RENDER)
+    result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "async ok (2, 3, 32, 32)" in result.stdout

@@ -1,0 +1,91 @@
+"""scripts.train refuses bad run settings before any work (types, ranges, paths), resume never creates anything at a
+path that is not a run, and a corrupt latest.pt falls back to the newest intact step checkpoint."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from agents import make_agent_config
+from agents.checkpoint import CheckpointError
+from scripts.cli import check_run_config
+from scripts.run_log import latest_checkpoint, write_checkpoint
+
+CONF = Path(__file__).resolve().parents[2] / "scripts" / "conf"
+ROOT = CONF.parents[1]
+
+
+def config(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("seed=abc", "seed='abc' must be an integer >= 0"), ("eval_every=0", "eval_every=0 must be an integer > 0"),
+    ("total_env_steps=-5", "total_env_steps=-5 must be an integer > 0"),
+    ("checkpoint_every=0", "checkpoint_every=0 must be an integer > 0"),
+    ("time_limit_s=0", "time_limit_s=0 must be a number > 0 or null"), ("eval_episodes=2.5", "eval_episodes=2.5"),
+])
+def test_run_keys_of_the_wrong_type_or_range_are_refused(override, expected):
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
+        check_run_config(config(override))
+    check_run_config(config())  # the defaults pass
+
+
+@pytest.mark.parametrize("agent, option, value, expected", [
+    ("crl", "batch_size", 0, "agent.batch_size=0 must be a number > 0"),
+    ("ppo", "lr", -1e-3, "agent.lr=-0.001 must be a number > 0"), ("curl", "discount", 1.5, "in (0, 1]"),
+    ("sb3_sac", "gradient_steps", 0, "agent.gradient_steps=0"), ("crl", "hidden", [256, 0], "positive layer widths"),
+])
+def test_agent_options_out_of_range_are_refused_before_anything_is_built(agent, option, value, expected):
+    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+        make_agent_config(agent, {option: value})
+    assert make_agent_config("sb3_sac", {"gradient_steps": -1, "ent_coef": "auto"}).gradient_steps == -1
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "scripts.train", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_errors_are_one_line_and_write_nothing(tmp_path):
+    missing = tmp_path / "no_such_run"
+    result = cli(f"resume={missing}")
+    assert result.returncode == 2 and "is not a run directory" in result.stderr and not missing.exists()
+    result = cli("hydra.run.dir=/proc/forbidden/run", "total_env_steps=10")
+    assert result.returncode == 2 and "hydra.run.dir=/proc/forbidden/run cannot be created or written" in result.stderr
+    run = tmp_path / "run"
+    result = cli("seed=abc", "agent.batch_size=0", f"hydra.run.dir={run}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == "error: seed='abc' must be an integer >= 0"
+    assert not (run / "config.yaml").exists() and not (run / "metrics.csv").exists()
+
+
+class Tiny:
+    def __init__(self, value):
+        self.value = value
+
+    def state_dict(self):
+        return {"w": torch.full((2,), float(self.value))}
+
+
+def test_resume_falls_back_to_the_newest_intact_checkpoint_and_clears_stale_temp_files(tmp_path):
+    for step in (100, 200):
+        write_checkpoint(tmp_path, Tiny(step), step, 1.0, "agent: {name: crl}\n")
+    folder = tmp_path / "checkpoints"
+    (folder / "latest.pt").write_bytes(b"truncated by kill -9")
+    stale = folder / ".step_300.pt.abc123.tmp.pt"
+    stale.write_bytes(b"half a checkpoint")
+    with pytest.warns(UserWarning, match=r"resuming from .*step_200.pt: checkpoint .*latest.pt is corrupt"):
+        state = latest_checkpoint(tmp_path)
+    assert state["env_steps"] == 200 and not stale.exists()
+    (folder / "step_200.pt").write_bytes(b"also bad")
+    with pytest.warns(UserWarning, match="step_100.pt"):
+        assert latest_checkpoint(tmp_path)["env_steps"] == 100
+    for path in folder.glob("*.pt"):
+        path.unlink()
+    with pytest.raises(CheckpointError, match="no usable checkpoint in"):
+        latest_checkpoint(tmp_path)
