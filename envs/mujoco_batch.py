@@ -96,6 +96,11 @@ class BatchedMujoco:
                 self._copy_mocap[i, single.body_mocapid[b]] = self.model.body_mocapid[big]
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}  # one per frame size: pixels and video differ
 
+    def __getstate__(self) -> dict:
+        """Pickle / deepcopy without the GL renderers (they hold a GL context); a copy makes its own on its first
+        render. MjModel and MjData pickle by themselves."""
+        return {**self.__dict__, "_renderers": {}}
+
     # --- state -------------------------------------------------------------------------------------------
     @property
     def qpos(self) -> np.ndarray:

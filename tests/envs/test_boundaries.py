@@ -102,3 +102,59 @@ def test_async_vector_env_after_rendering_does_not_hang(tmp_path):
     result = subprocess.run([sys.executable, str(script)], cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "async ok (2, 3, 32, 32)" in result.stdout
+
+
+@pytest.mark.parametrize("env_id", ["crlab/Reach-v0", "crlab/Push-v0"])
+def test_pickle_and_deepcopy_after_render(env_id):
+    import copy
+    import pickle
+
+    env = gymnasium.make(env_id, render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    restored, twin = pickle.loads(pickle.dumps(env)), copy.deepcopy(env)
+    np.testing.assert_array_equal(restored.render(), frame)  # a fresh renderer, the same picture
+    action = env.action_space.sample()
+    np.testing.assert_array_equal(env.step(action)[0]["observation"], twin.step(action)[0]["observation"])
+
+
+def _adversarial_actions(space, rng):
+    """Valid samples, and inputs that must be refused with a ValueError: NaN / inf, wrong shapes, non-numbers."""
+    good = [space.sample() for _ in range(6)]
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return good, [-1, space.n, 0.5, np.nan, "x"]
+    shape = space.shape
+    return good + [np.full(shape, 1e6, np.float32)], [np.full(shape, np.nan), np.full(shape, np.inf), np.zeros(shape[0] + 1),
+                                                      np.zeros((2, *shape)), "x"]
+
+
+@pytest.mark.parametrize("env_id", CRLAB_IDS)
+def test_fuzz_single_and_vector_forms(env_id):
+    """Random seeds, valid and adversarial actions, single and vector forms: observations stay in their spaces,
+    bad actions are ValueErrors (never another exception, never a hang), episodes run on after them."""
+    rng = np.random.default_rng(abs(hash(env_id)) % 2**32)
+    env = gymnasium.make(env_id, max_episode_steps=12)
+    env.action_space.seed(0)
+    for seed in (0, None, 2**31 - 1):
+        obs, _ = env.reset(seed=seed)
+        assert env.observation_space.contains(obs), env_id
+    good, bad = _adversarial_actions(env.action_space, rng)
+    for action in bad:
+        with pytest.raises(ValueError):
+            env.step(action)
+    for action in good * 2:
+        obs, reward, terminated, truncated, _ = env.step(action)
+        assert env.observation_space.contains(obs) and np.isfinite(reward), env_id
+        if terminated or truncated:
+            env.reset()
+    env.close()
+    vec = gymnasium.make_vec(env_id, num_envs=2, max_episode_steps=5)
+    vec.action_space.seed(1)
+    obs, _ = vec.reset(seed=3)
+    assert vec.observation_space.contains(obs), env_id
+    with pytest.raises(ValueError):
+        vec.step(vec.action_space.sample()[:1])
+    for _ in range(8):
+        obs, reward, *_ = vec.step(vec.action_space.sample())
+        assert vec.observation_space.contains(obs) and np.isfinite(reward).all(), env_id
+    vec.close()
