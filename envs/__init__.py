@@ -3,6 +3,7 @@
     import gymnasium, envs
     env = gymnasium.make("crlab/Reach-v0")                       # one env
     vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=64)      # batched: one MuJoCo model, one step call
+    vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=64, autoreset_mode="next_step")  # for gymnasium's wrappers
 """
 
 import os
@@ -12,13 +13,15 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from gymnasium.envs.registration import register, registry  # noqa: E402
 
+from envs.batched import vector_entry_point  # noqa: E402
+
 REACH_EPISODE_STEPS = 50
 
 if "crlab/Reach-v0" not in registry:
     register(
         id="crlab/Reach-v0",
         entry_point="envs.reach:ReachEnv",
-        vector_entry_point="envs.reach:ReachVectorEnv",
+        vector_entry_point=vector_entry_point("envs.reach:ReachVectorEnv"),
         max_episode_steps=REACH_EPISODE_STEPS,
     )
 
@@ -26,21 +29,21 @@ if "crlab/FlightPreference-v0" not in registry:
     register(
         id="crlab/FlightPreference-v0",
         entry_point="envs.flight_preference:FlightPreferenceEnv",
-        vector_entry_point="envs.flight_preference:FlightPreferenceVectorEnv",
+        vector_entry_point=vector_entry_point("envs.flight_preference:FlightPreferenceVectorEnv"),
     )
 
 if "crlab/Negotiation-v0" not in registry:
     register(
         id="crlab/Negotiation-v0",
         entry_point="envs.negotiation:NegotiationEnv",
-        vector_entry_point="envs.negotiation:NegotiationVectorEnv",
+        vector_entry_point=vector_entry_point("envs.negotiation:NegotiationVectorEnv"),
     )
 
 if "crlab/InstructionFeedback-v0" not in registry:
     register(
         id="crlab/InstructionFeedback-v0",
         entry_point="envs.instruction_feedback:InstructionFeedbackEnv",
-        vector_entry_point="envs.instruction_feedback:InstructionFeedbackVectorEnv",
+        vector_entry_point=vector_entry_point("envs.instruction_feedback:InstructionFeedbackVectorEnv"),
     )
 
 # dm_control from pixels (envs/dmc.py): the CURL benchmark tasks. No max_episode_steps: the env truncates itself at
@@ -51,7 +54,7 @@ for _domain, _task in [("cartpole", "swingup"), ("reacher", "easy"), ("cheetah",
         register(
             id=f"crlab/DMC-{_domain}-{_task}-v0",
             entry_point="envs.dmc:DMCEnv",
-            vector_entry_point="envs.dmc:DMCVectorEnv",
+            vector_entry_point=vector_entry_point("envs.dmc:DMCVectorEnv"),
             kwargs={"domain": _domain, "task": _task},
         )
 del _domain, _task
@@ -62,7 +65,7 @@ if "crlab/Push-v0" not in registry:
     register(
         id="crlab/Push-v0",
         entry_point="envs.push:PushEnv",
-        vector_entry_point="envs.push:PushVectorEnv",
+        vector_entry_point=vector_entry_point("envs.push:PushVectorEnv"),
         max_episode_steps=PUSH_EPISODE_STEPS,
     )
 
@@ -70,7 +73,7 @@ if "crlab/Push-v0" not in registry:
 # batched tasks. Their episode lengths are the suites' own.
 def _register_suite_env(env_id: str, module: str, form: str, steps: int, **kwargs: object) -> None:
     if env_id not in registry:
-        register(id=env_id, entry_point=f"envs.{module}:{form}Env", vector_entry_point=f"envs.{module}:{form}VectorEnv",
+        register(id=env_id, entry_point=f"envs.{module}:{form}Env", vector_entry_point=vector_entry_point(f"envs.{module}:{form}VectorEnv"),
                  max_episode_steps=steps, kwargs=kwargs)
 
 

@@ -10,6 +10,7 @@ seeded `seed + i` as `SyncVectorEnv` seeds its envs, so copy i of a vector env r
 from __future__ import annotations
 
 import abc
+import importlib
 from typing import Any, Callable
 
 import gymnasium
@@ -113,6 +114,19 @@ def _goal_reward(task: BatchedTask, space: gymnasium.Space, name: str) -> Callab
     return task.compute_reward
 
 
+def vector_entry_point(path: str) -> Callable[..., "BatchedVectorEnv"]:
+    """The registered vector constructor of a crlab env: `path` ("module:Class") built with the make_vec kwargs,
+    plus `autoreset_mode="same_step" | "next_step"` (imported on first use, so `import envs` stays quick)."""
+    def make(*, autoreset_mode: str = "same_step", **kwargs: Any) -> BatchedVectorEnv:
+        module, name = path.split(":")
+        env = getattr(importlib.import_module(module), name)(**kwargs)
+        env.set_autoreset_mode(autoreset_mode)
+        return env
+
+    make.__qualname__ = make.__name__ = f"vector_entry_point({path!r})"
+    return make
+
+
 def _index(obs: Obs, i: int) -> Obs:
     if isinstance(obs, dict):
         return {k: v[i] for k, v in obs.items()}
@@ -170,28 +184,45 @@ class BatchedEnv(gymnasium.Env):
 class BatchedVectorEnv(VectorEnv):
     """Gymnasium `VectorEnv` stepping all copies of a `BatchedTask` in one call.
 
-    Autoreset is same-step: when copy i ends, the returned observation is already the first one of its next
-    episode; the last observation is in `info["final_obs"]` (masked by `info["_final_obs"]`) and the ending
-    step's info in `info["final_info"]`. `render()` / `describe()` after such a step also show the new episode;
-    `request_final_views` adds the ended state's frame / text to `info` as well.
+    Autoreset is same-step by default (crlab's own loops use it): when copy i ends, the returned observation is
+    already the first one of its next episode; the last observation is in `info["final_obs"]` (masked by
+    `info["_final_obs"]`) and the ending step's info in `info["final_info"]`. `render()` / `describe()` after such
+    a step also show the new episode; `request_final_views` adds the ended state's frame / text to `info` as well.
+
+    `autoreset_mode="next_step"` (`gymnasium.make_vec(..., autoreset_mode="next_step")`) is gymnasium's default
+    convention, which its vector wrappers (FlattenObservation, NormalizeObservation, RecordEpisodeStatistics, ...)
+    require: an ended copy returns its last observation, and the next step resets it (its action is ignored; reward
+    0, not terminated, not truncated). Every info entry carries its `_key` mask, as gymnasium's own vector envs.
     """
 
     FINAL_VIEWS = ("frames", "text")
 
-    def __init__(self, task: BatchedTask, max_episode_steps: int | None = None, render_mode: str | None = None) -> None:
+    def __init__(self, task: BatchedTask, max_episode_steps: int | None = None, render_mode: str | None = None,
+                 autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP) -> None:
         if render_mode not in (None, *task.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is not supported; choose from {task.metadata['render_modes']}")
         self.task = task
         self.num_envs = task.num_envs
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
-        self.metadata = {**task.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+        self.metadata = dict(task.metadata)
+        self.set_autoreset_mode(autoreset_mode)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)  # next-step mode: copies that ended last step
         self.single_observation_space = task.observation_space
         self.single_action_space = task.action_space
         self.observation_space = batch_space(task.observation_space, self.num_envs)
         self.action_space = batch_space(task.action_space, self.num_envs)
         self.elapsed_steps = np.zeros(self.num_envs, dtype=np.int64)
         self.final_views: frozenset[str] = frozenset()
+
+    def set_autoreset_mode(self, mode: str | AutoresetMode) -> None:
+        """Choose same-step (crlab's loops) or next-step (gymnasium's vector wrappers) autoreset; before a reset."""
+        modes = {"samestep": AutoresetMode.SAME_STEP, "nextstep": AutoresetMode.NEXT_STEP}
+        key = str(getattr(mode, "value", mode)).replace("_", "").lower()
+        if key not in modes:
+            raise ValueError(f"autoreset_mode={mode!r} is not one of ['same_step', 'next_step']")
+        self.autoreset_mode = modes[key]
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
 
     def request_final_views(self, *views: str) -> None:
         """From now on, when copies end, also put info["final_frames"] (N, H, W, 3) uint8 and / or
@@ -210,6 +241,7 @@ class BatchedVectorEnv(VectorEnv):
             self.task.seed(seed)
         self.task.reset_copies(np.arange(self.num_envs))
         self.elapsed_steps[:] = 0
+        self._needs_reset[:] = False
         return self.task.observe(), {}
 
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
@@ -218,8 +250,11 @@ class BatchedVectorEnv(VectorEnv):
         truncated = np.zeros(self.num_envs, dtype=bool)
         if self.max_episode_steps is not None:
             truncated = (self.elapsed_steps >= self.max_episode_steps) & ~terminated
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            return self._next_step_autoreset(reward, terminated, truncated, info)
         obs = self.task.observe()
         done = terminated | truncated
+        info = {**info, **{f"_{k}": np.ones(self.num_envs, dtype=bool) for k in info}}  # gymnasium's masks
         if done.any():
             copies = np.flatnonzero(done)
             info = {**info, "final_obs": obs, "_final_obs": done, "final_info": dict(info), "_final_info": done}
@@ -228,6 +263,21 @@ class BatchedVectorEnv(VectorEnv):
             self.elapsed_steps[copies] = 0
             obs = self.task.observe()
         return obs, reward, terminated, truncated, info
+
+    def _next_step_autoreset(self, reward: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                             info: dict[str, np.ndarray]) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Copies that ended last step are reset now (the step just taken from their last state is discarded: all
+        copies step together); their reward is 0 and their info entries are masked out."""
+        reset = np.flatnonzero(self._needs_reset)
+        live = ~self._needs_reset
+        if len(reset):
+            self.task.reset_copies(reset)
+            self.elapsed_steps[reset] = 0
+            reward = np.where(live, reward, 0.0)
+            terminated, truncated = terminated & live, truncated & live
+        self._needs_reset = terminated | truncated
+        info = {**info, **{f"_{k}": live.copy() for k in info}}
+        return self.task.observe(), reward, terminated, truncated, info
 
     def _final_views(self, copies: np.ndarray) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}

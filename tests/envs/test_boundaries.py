@@ -158,3 +158,27 @@ def test_fuzz_single_and_vector_forms(env_id):
         obs, reward, *_ = vec.step(vec.action_space.sample())
         assert vec.observation_space.contains(obs) and np.isfinite(reward).all(), env_id
     vec.close()
+
+
+def test_next_step_autoreset_works_with_gymnasiums_vector_wrappers():
+    """`autoreset_mode="next_step"`: an ended copy shows its last observation, the next step resets it (reward 0,
+    info masked out); gymnasium's wrappers that refuse same-step autoreset accept it. Default stays same-step."""
+    from gymnasium.wrappers.vector import FlattenObservation, RecordEpisodeStatistics
+
+    with pytest.raises(ValueError):
+        FlattenObservation(gymnasium.make_vec("crlab/Reach-v0", num_envs=2))
+    vec = RecordEpisodeStatistics(FlattenObservation(
+        gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=3, autoreset_mode="next_step")))
+    first, _ = vec.reset(seed=0)
+    actions = np.full((2, 2), 0.3, np.float32)
+    for _ in range(2):
+        vec.step(actions)
+    last, reward, _, truncated, info = vec.step(actions)
+    assert truncated.all() and "episode" in info and "final_obs" not in info and info["_is_success"].all()
+    restart, reward, terminated, truncated, info = vec.step(actions)
+    assert (reward == 0).all() and not terminated.any() and not truncated.any() and not info["_is_success"].any()
+    assert not np.allclose(restart, last)
+    fresh = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, autoreset_mode="next_step")
+    assert fresh.metadata["autoreset_mode"].name == "NEXT_STEP"
+    with pytest.raises(ValueError, match=r"autoreset_mode='sometimes' is not one of \['same_step', 'next_step'\]"):
+        gymnasium.make_vec("crlab/Reach-v0", num_envs=2, autoreset_mode="sometimes")
