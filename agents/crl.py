@@ -19,10 +19,9 @@ the object is touched, so the critic has a signal long before the object moves.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any
-
-import copy
 
 import numpy as np
 import torch
@@ -57,7 +56,7 @@ class CRLConfig:
     init_alpha: float = 0.1
     target_entropy: float | None = None  # None: -action_dim
     buffer_size: int = 1_000_000
-    warmup_steps: int = 5_000  # env steps with uniform random actions before learning starts
+    warmup_steps: int = 2_000  # env steps with uniform random actions before learning starts
     updates_per_step: int = 1  # gradient steps per vector-env step
     goal_observation_indices: list[int] = field(default_factory=list)  # state coordinates added to the goal
     command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those

@@ -24,8 +24,17 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.base import RewardFn, TensorObs
-from agents.encoders import (PIXEL_KEY, FeatureHead, PixelEncoder, center_crop, default_crop_size, orthogonal_init_, pixel_shape,
-                             pixels_of, random_crop)
+from agents.encoders import (
+    PIXEL_KEY,
+    FeatureHead,
+    PixelEncoder,
+    center_crop,
+    default_crop_size,
+    orthogonal_init_,
+    pixel_shape,
+    pixels_of,
+    random_crop,
+)
 from agents.networks import TanhGaussianPolicy, mlp
 from agents.pixel_buffer import PixelReplayBuffer
 

@@ -27,8 +27,8 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.base import TensorObs
-from agents.ppo_fused import FusedPPOStep
 from agents.policy_inputs import PolicyInputs
+from agents.ppo_fused import FusedPPOStep
 from agents.ppo_policy import ActorCritic
 
 

@@ -9,8 +9,8 @@ from gymnasium import spaces
 from torch.distributions import Categorical, Independent, Normal
 
 from agents import make_agent
-from agents.ppo import PPOAgent, PPOConfig, clipped_surrogate_loss, generalized_advantage_estimate, value_loss
 from agents.policy_inputs import policy_input_keys
+from agents.ppo import PPOAgent, PPOConfig, clipped_surrogate_loss, generalized_advantage_estimate, value_loss
 from agents.ppo_policy import ActorCritic, Tanh
 
 CPU = torch.device("cpu")

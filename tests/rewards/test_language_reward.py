@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import envs  # noqa: F401  (registers crlab/Reach-v0)
-from rewards import make_reward
 from envs.text_embedding import load_sentence_encoder
+from rewards import make_reward
 from rewards.language import InstructionPotential, LanguageReward
 from rewards.wrapper import VectorRewardWrapper
 
