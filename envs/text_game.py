@@ -11,9 +11,12 @@ import abc
 import string
 import textwrap
 from functools import lru_cache
+from typing import Any
 
+import gymnasium
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
 from PIL import Image, ImageDraw, ImageFont
 
 from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
@@ -87,3 +90,25 @@ class TextGameVectorEnv(BatchedVectorEnv):
     def oracle_actions(self) -> np.ndarray:
         """(N,) best action of every copy under the hidden ground-truth reward."""
         return np.array([self.task.oracle_action(i) for i in range(self.num_envs)], dtype=np.int64)
+
+
+class NumericView(gymnasium.vector.VectorWrapper):
+    """Keep the numeric (Box) entries of a text game's dict observation, the views our state policies read
+    (Gymnasium's FilterObservation refuses same-step autoreset envs)."""
+
+    def __init__(self, env: gymnasium.vector.VectorEnv) -> None:
+        super().__init__(env)
+        space = env.single_observation_space
+        self.keys = [k for k, s in space.items() if isinstance(s, gymnasium.spaces.Box)]
+        self.single_observation_space = gymnasium.spaces.Dict({k: space[k] for k in self.keys})
+        self.observation_space = batch_space(self.single_observation_space, env.num_envs)
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict]:
+        obs, info = self.env.reset(**kwargs)
+        return {k: obs[k] for k in self.keys}, info
+
+    def step(self, actions: np.ndarray) -> tuple[Any, ...]:
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        if "final_obs" in info:
+            info = {**info, "final_obs": {k: info["final_obs"][k] for k in self.keys}}
+        return {k: obs[k] for k in self.keys}, reward, terminated, truncated, info

@@ -37,7 +37,6 @@ from typing import Any, Callable
 import gymnasium
 import numpy as np
 import torch
-from gymnasium.vector.utils import batch_space
 from hydra import compose, initialize_config_dir
 
 import envs  # noqa: F401  (registers crlab/ envs)
@@ -47,6 +46,7 @@ from agents.encoders import CONV_PRECISIONS, default_crop_size
 from agents.preference_dataset import load_preference_dataset
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig
 from envs.batched import true_next_obs
+from envs.text_game import NumericView
 from scripts.evaluate import evaluate
 from scripts.train import make_envs, train
 
@@ -85,28 +85,6 @@ def last_row(run_dir: Path) -> dict[str, float]:
 
     with open(run_dir / "metrics.csv", newline="") as f:
         return {k: float(v) for k, v in list(csv.DictReader(f))[-1].items()}
-
-
-class NumericView(gymnasium.vector.VectorWrapper):
-    """Keep the numeric (Box) entries of a text game's dict observation, the views our state policies read
-    (Gymnasium's FilterObservation refuses same-step autoreset envs)."""
-
-    def __init__(self, env: gymnasium.vector.VectorEnv) -> None:
-        super().__init__(env)
-        space = env.single_observation_space
-        self.keys = [k for k, s in space.items() if isinstance(s, gymnasium.spaces.Box)]
-        self.single_observation_space = gymnasium.spaces.Dict({k: space[k] for k in self.keys})
-        self.observation_space = batch_space(self.single_observation_space, env.num_envs)
-
-    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict]:
-        obs, info = self.env.reset(**kwargs)
-        return {k: obs[k] for k in self.keys}, info
-
-    def step(self, actions: np.ndarray) -> tuple[Any, ...]:
-        obs, reward, terminated, truncated, info = self.env.step(actions)
-        if "final_obs" in info:
-            info = {**info, "final_obs": {k: info["final_obs"][k] for k in self.keys}}
-        return {k: obs[k] for k in self.keys}, reward, terminated, truncated, info
 
 
 def numeric_view(env: gymnasium.vector.VectorEnv) -> gymnasium.vector.VectorEnv:

@@ -98,10 +98,11 @@ def test_text_observations_are_refused():
 
 def test_sb3_ppo_learns_the_negotiation_game():
     """SB3 PPO through our adapter on a text game's numeric views: clearly above a random policy (about 0.25)."""
-    from scripts.bench_agents import mean_return, numeric_view
+    from envs.text_game import NumericView
+    from scripts.bench_agents import mean_return
 
     torch.manual_seed(0)
-    env = numeric_view(gymnasium.make_vec("crlab/Negotiation-v0", num_envs=32))
+    env = NumericView(gymnasium.make_vec("crlab/Negotiation-v0", num_envs=32))
     agent = make_agent("sb3_ppo", {"num_steps": 32, "num_minibatches": 4, "update_epochs": 4, "hidden": [64, 64]},
                        env.single_observation_space, env.single_action_space, 32, 10, CPU)
     agent.bind(env).seed(0)
