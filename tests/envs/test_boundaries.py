@@ -182,3 +182,22 @@ def test_next_step_autoreset_works_with_gymnasiums_vector_wrappers():
     assert fresh.metadata["autoreset_mode"].name == "NEXT_STEP"
     with pytest.raises(ValueError, match=r"autoreset_mode='sometimes' is not one of \['same_step', 'next_step'\]"):
         gymnasium.make_vec("crlab/Reach-v0", num_envs=2, autoreset_mode="sometimes")
+
+
+def test_gymnasiums_record_video_works(tmp_path):
+    """gymnasium's RecordVideo (and CleanRL's --capture-video) need moviepy: it is in the pinned stack."""
+    from gymnasium.wrappers import RecordVideo
+
+    env = RecordVideo(gymnasium.make("crlab/Reach-v0", render_mode="rgb_array", width=64, height=64), str(tmp_path),
+                      episode_trigger=lambda episode: True)
+    env.reset(seed=0)
+    for _ in range(50):
+        env.step(env.action_space.sample())
+    env.close()
+    assert [p.suffix for p in tmp_path.iterdir()] == [".mp4"]
+
+
+def test_mujoco_log_is_not_tracked():
+    tracked = subprocess.run(["git", "ls-files", "MUJOCO_LOG.TXT"], cwd=ROOT, capture_output=True, text=True).stdout
+    ignored = subprocess.run(["git", "check-ignore", "MUJOCO_LOG.TXT"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert tracked == "" and ignored.strip() == "MUJOCO_LOG.TXT"
