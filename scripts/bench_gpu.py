@@ -19,12 +19,12 @@ from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import make_agent, resolve_device
 from agents.base import obs_to_tensor
 from envs.batched import true_next_obs
+from scripts.run_setup import agent_options
 from scripts.train import make_envs
 
 CONF = Path(__file__).resolve().parent / "conf"
@@ -56,7 +56,7 @@ def measure(name: str, overrides: list[str], device: str, seconds: float, warmup
     torch.manual_seed(seed)
     dev = resolve_device(cfg.device)
     env = make_envs(cfg, cfg.env.num_envs)
-    options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
+    options = agent_options(cfg)
     agent = make_agent(name, options, env.single_observation_space, env.single_action_space, env.num_envs,
                        cfg.env.max_episode_steps, dev)
     warmup = getattr(agent.cfg, "warmup_steps", getattr(agent.cfg, "init_steps", 0))

@@ -35,6 +35,7 @@ from envs.atomic_file import atomic_write
 from envs.batched import true_next_obs
 from rewards.evaluation import Rollouts, load_rollouts
 from rewards.preference import PreferenceRewardModel, SyntheticLabeler
+from scripts.run_setup import agent_options
 
 CONF = Path(__file__).resolve().parent / "conf"
 LABELERS = ("gold", "preference", "vlm_preference")
@@ -70,7 +71,7 @@ class NoisyPolicy:
         if checkpoint is not None:
             state = load_checkpoint(checkpoint)
             cfg = OmegaConf.create(state["config"])
-            options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
+            options = agent_options(cfg)
             obs_space = env.single_observation_space
             if isinstance(obs_space, gymnasium.spaces.Dict):
                 obs_space = gymnasium.spaces.Dict({k: s for k, s in obs_space.spaces.items()

@@ -22,6 +22,7 @@ from agents.checkpoint import load_checkpoint
 from envs.scripted import noisy_policy, random_policy, scripted_policy
 from scripts.cli import check_overrides, user_errors
 from scripts.evaluate import record_episodes, record_policy
+from scripts.run_setup import agent_options
 
 POLICIES = ("random", "scripted", "noisy")
 
@@ -33,8 +34,7 @@ def record(checkpoint_path: Path, episodes: int, seed: int, device: str, out: Pa
     torch.manual_seed(seed)
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **env_kwargs)
-    agent_options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
-    agent = make_agent(cfg.agent.name, agent_options, env.observation_space, env.action_space, 1,
+    agent = make_agent(cfg.agent.name, agent_options(cfg), env.observation_space, env.action_space, 1,
                        cfg.env.max_episode_steps, resolve_device(device))
     agent.load_state_dict(state["agent"])
     if out is None:

@@ -17,6 +17,11 @@ from rewards.from_config import feedback_from_config, reward_from_config
 from rewards.wrapper import VectorRewardWrapper
 
 
+def agent_options(cfg: DictConfig) -> dict:
+    """The agent's options of a run config: its `agent` group as a plain dict, without the `name` that picks it."""
+    return {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
+
+
 def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None) -> gymnasium.vector.VectorEnv:
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     return gymnasium.make_vec(cfg.env.id, num_envs=num_envs, max_episode_steps=cfg.env.max_episode_steps,
@@ -41,8 +46,7 @@ def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: t
         env = VectorRewardWrapper(env, reward_module, observer=feedback)
         eval_env = VectorRewardWrapper(eval_env, reward_module)
     video_env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
-    options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
-    agent = make_agent(cfg.agent.name, options, env.single_observation_space, env.single_action_space, env.num_envs,
+    agent = make_agent(cfg.agent.name, agent_options(cfg), env.single_observation_space, env.single_action_space, env.num_envs,
                        cfg.env.max_episode_steps, device)
     if feedback is not None and isinstance(agent, RelabelsRewards):  # PEBBLE: the buffer is relabelled per session
         agent.check_reward_inputs(reward_module.obs_keys)

@@ -32,7 +32,7 @@ from envs.batched import true_next_obs
 from scripts.cli import check_overrides, check_run_config, check_run_paths, user_errors
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, latest_checkpoint, write_checkpoint
-from scripts.run_setup import build_run, make_envs  # noqa: F401  (make_envs: imported from here by the benchmarks)
+from scripts.run_setup import agent_options, build_run, make_envs  # noqa: F401  (make_envs: imported from here by the benchmarks)
 from scripts.train_offline import train_offline
 from scripts.train_sb3 import train_sb3
 
@@ -77,8 +77,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
         checkpoint = latest_checkpoint(run_dir)
         cfg = resumed_config(checkpoint["config"], run_dir, list(overrides))
     check_run_config(cfg)
-    make_agent_config(cfg.agent.name, {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items()
-                                       if k != "name"})  # agent options checked before anything is written
+    make_agent_config(cfg.agent.name, agent_options(cfg))  # agent options checked before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
     (run_dir / "config.yaml").write_text(config_yaml)

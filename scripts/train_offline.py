@@ -21,7 +21,7 @@ from agents import make_agent
 from agents.preference_dataset import load_preference_dataset
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, write_checkpoint
-from scripts.run_setup import make_envs
+from scripts.run_setup import agent_options, make_envs
 
 
 def train_offline(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | None, device: torch.device,
@@ -36,7 +36,7 @@ def train_offline(cfg: DictConfig, run_dir: Path, checkpoint: dict[str, Any] | N
     data = load_preference_dataset(cfg.agent.dataset)
     eval_env = make_envs(cfg, cfg.eval_episodes)
     video_env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
-    options = {k: v for k, v in OmegaConf.to_container(cfg.agent, resolve=True).items() if k != "name"}
+    options = agent_options(cfg)
     agent = make_agent(cfg.agent.name, options, eval_env.single_observation_space, eval_env.single_action_space,
                        eval_env.num_envs, cfg.env.max_episode_steps, device)
     agent.set_dataset(data)
