@@ -53,7 +53,8 @@ from scripts.train import make_envs, train
 CONF = Path(__file__).resolve().parent / "conf"
 CPU = torch.device("cpu")
 TEXT_ENVS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0")
-PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies", "goal_suites")
+PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies", "goal_suites",
+         "cpl_metaworld")
 # goal_suites: task -> (env config, wall-clock seconds, {run name: overrides}); the budgets are the issue's
 PUSH_GOAL_STATE = ["agent.goal_observation_indices=[0,1]", "agent.command_from_goal=[0,1]"]
 PUSH_MOTION = ["agent.goal_motion_share=0.5"]
@@ -248,6 +249,48 @@ def cpl_reach(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     return results
 
 
+# CPL paper (Hejna et al. 2023), Table 1, state-based MetaWorld, 2.5k dense-label segments: success rates in %
+CPL_PAPER_MW = {"bin-picking": {"cpl": 80.0, "sft": 66.9}, "button-press-topdown": {"cpl": 24.5, "sft": 21.6},
+                "door-open": {"cpl": 80.0, "sft": 63.3}, "drawer-open": {"cpl": 83.2, "sft": 62.6},
+                "plate-slide": {"cpl": 61.1, "sft": 41.6}, "sweep-into": {"cpl": 70.4, "sft": 51.9}}
+
+
+def cpl_metaworld(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    """CPL vs SFT on MetaWorld after the CPL paper's protocol, scaled to this CPU: rollouts of a noisy scripted
+    policy (MetaWorld's own, Gaussian noise per episode), pairs of 64-step segments labelled by the dense reward's
+    return (--cpl-mw-pairs, the paper's 2.5k setting by default), CPL and SFT on the same data, success rates."""
+    from scripts.make_preferences import make_preferences
+
+    results: dict[str, Any] = {"episodes": args.cpl_mw_episodes, "pairs": args.cpl_mw_pairs,
+                               "episode_steps": args.cpl_mw_episode_steps, "updates": args.cpl_mw_updates,
+                               "noise": args.cpl_mw_noise, "paper_table_1_percent": CPL_PAPER_MW}
+    steps = args.cpl_mw_episode_steps
+    for task in args.cpl_mw_tasks:
+        env_name = f"mw_{task.replace('-', '_')}"
+        for seed in args.cpl_seeds:
+            seed_dir = out_dir / f"cpl_mw_{task}_seed{seed}"
+            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+                prefs_cfg = compose("make_preferences", overrides=[
+                    f"rollouts={seed_dir / 'rollouts'}", f"record.env={env_name}", "record.scripted=true",
+                    f"record.noise=[{','.join(str(n) for n in args.cpl_mw_noise)}]", f"record.episodes={args.cpl_mw_episodes}",
+                    "record.num_envs=8", f"record.max_episode_steps={steps}", f"pairs={args.cpl_mw_pairs}",
+                    "segment_length=64", f"seed={seed}"])
+            start = time.perf_counter()
+            dataset = make_preferences(prefs_cfg)
+            row: dict[str, Any] = {"data_s": time.perf_counter() - start}
+            for name, sft in (("cpl", False), ("sft", True)):
+                run_cfg = train_config("agent=cpl", f"env={env_name}", f"env.max_episode_steps={steps}",
+                                       f"agent.dataset={dataset}", f"agent.sft={str(sft).lower()}",
+                                       f"total_env_steps={args.cpl_mw_updates}", f"eval_every={args.cpl_mw_updates}",
+                                       f"checkpoint_every={args.cpl_mw_updates}", f"seed={seed}", "eval_episodes=25")
+                row[f"{name}_success"] = last_row(train(run_cfg, seed_dir / name))["eval_success_rate"]
+            results[f"{task}.seed{seed}"] = row
+            print(f"cpl_metaworld {task} seed {seed}: {row}", flush=True)
+        for key in ("cpl_success", "sft_success"):
+            results[f"{task}.mean_{key}"] = float(np.mean([results[f"{task}.seed{s}"][key] for s in args.cpl_seeds]))
+    return results
+
+
 def ppo_text(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for env_id in TEXT_ENVS:
@@ -369,7 +412,8 @@ def goal_suites(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     return results
 
 
-RUNNERS = {"goal_suites": goal_suites, "ppo_reach": ppo_reach, "ppo_vs_sb3": ppo_vs_sb3, "curl_pixels": curl_pixels, "cpl_reach": cpl_reach,
+RUNNERS = {"cpl_metaworld": cpl_metaworld,
+           "goal_suites": goal_suites, "ppo_reach": ppo_reach, "ppo_vs_sb3": ppo_vs_sb3, "curl_pixels": curl_pixels, "cpl_reach": cpl_reach,
            "ppo_text": ppo_text, "text_policies": text_policies, "cpl_text": cpl_text}
 
 
@@ -402,6 +446,14 @@ def main() -> None:
                         help="cpl_reach: label segments by their reward gain (regret-like) or their return")
     parser.add_argument("--cpl-alpha", type=float, default=0.02, help="cpl_reach: CPL temperature (0.1 in the paper)")
     parser.add_argument("--cpl-updates", type=int, default=3_000, help="cpl_reach: gradient steps of CPL and of SFT")
+    parser.add_argument("--cpl-mw-tasks", nargs="+", default=["drawer-open", "button-press-topdown"],
+                        choices=sorted(CPL_PAPER_MW), help="cpl_metaworld: tasks (with --cpl-seeds)")
+    parser.add_argument("--cpl-mw-episodes", type=int, default=160, help="cpl_metaworld: recorded episodes per seed")
+    parser.add_argument("--cpl-mw-episode-steps", type=int, default=250, help="cpl_metaworld: episode length")
+    parser.add_argument("--cpl-mw-pairs", type=int, default=2500, help="cpl_metaworld: labelled segment pairs")
+    parser.add_argument("--cpl-mw-noise", type=float, nargs="+", default=[0.5, 1.0],
+                        help="cpl_metaworld: per-episode Gaussian action noise of the scripted policy, cycled")
+    parser.add_argument("--cpl-mw-updates", type=int, default=2_000, help="cpl_metaworld: gradient steps of CPL / SFT")
     parser.add_argument("--text-steps", type=int, default=150_000, help="ppo_text: env steps per game")
     parser.add_argument("--cpl-text-pairs", type=int, default=3000)
     parser.add_argument("--text-policy-steps", type=int, default=20_000,

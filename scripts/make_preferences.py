@@ -33,6 +33,7 @@ from agents.checkpoint import load_checkpoint
 from agents.preference_dataset import save_preference_dataset
 from envs.atomic_file import atomic_write
 from envs.batched import true_next_obs
+from envs.scripted import scripted_policy
 from rewards.evaluation import Rollouts, load_rollouts
 from rewards.preference import PreferenceRewardModel, SyntheticLabeler
 from scripts.run_setup import agent_options
@@ -42,7 +43,8 @@ LABELERS = ("gold", "preference", "vlm_preference")
 
 
 # --- recording ----------------------------------------------------------------------------------------------
-def make_record_env(name: str, num_envs: int, env_kwargs: dict[str, Any], render: bool) -> gymnasium.vector.VectorEnv:
+def make_record_env(name: str, num_envs: int, env_kwargs: dict[str, Any], render: bool,
+                    max_episode_steps: int | None = None) -> gymnasium.vector.VectorEnv:
     """A vector env from an env config name (scripts/conf/env/NAME.yaml) or a Gymnasium id."""
     config = CONF / "env" / f"{name}.yaml"
     if config.is_file():
@@ -54,20 +56,29 @@ def make_record_env(name: str, num_envs: int, env_kwargs: dict[str, Any], render
     else:
         known = sorted(p.stem for p in (CONF / "env").glob("*.yaml"))
         raise ValueError(f"record.env={name!r} is neither an env config {known} nor a registered Gymnasium id")
-    return gymnasium.make_vec(env_id, num_envs=num_envs, max_episode_steps=steps,
+    return gymnasium.make_vec(env_id, num_envs=num_envs, max_episode_steps=max_episode_steps or steps,
                               render_mode="rgb_array" if render else None, **kwargs)
 
 
 
 class NoisyPolicy:
-    """A checkpoint's policy (or uniform random actions) plus per-copy noise: Gaussian with std `noise` half-ranges
-    for Box actions, epsilon-random with epsilon = `noise` for Discrete."""
+    """A checkpoint's policy, the env's scripted policy (envs/scripted.py, `scripted=True`) or uniform random actions,
+    plus per-copy noise: Gaussian with std `noise` half-ranges for Box actions, epsilon-random with epsilon = `noise`
+    for Discrete."""
 
-    def __init__(self, env: gymnasium.vector.VectorEnv, checkpoint: str | None, device: torch.device, seed: int) -> None:
+    def __init__(self, env: gymnasium.vector.VectorEnv, checkpoint: str | None, device: torch.device, seed: int,
+                 scripted: bool = False) -> None:
         self.space = env.single_action_space
         self.space.seed(seed)
         self.rng = np.random.default_rng(seed)
         self.agent = None
+        self.scripted = None
+        if scripted:
+            if checkpoint is not None:
+                raise ValueError("record.scripted=true and record.checkpoint are two policies: give one")
+            if env.spec is None:
+                raise ValueError("record.scripted=true needs a registered env")
+            self.scripted = scripted_policy(gymnasium.make(env.spec.id))  # per observation: one env serves all copies
         if checkpoint is not None:
             state = load_checkpoint(checkpoint)
             cfg = OmegaConf.create(state["config"])
@@ -82,9 +93,13 @@ class NoisyPolicy:
 
     def __call__(self, obs: Any, noise: np.ndarray) -> np.ndarray:
         n = len(noise)
-        if self.agent is None:
+        if self.scripted is not None:
+            pick = (lambda i: {k: v[i] for k, v in obs.items()}) if isinstance(obs, dict) else (lambda i: obs[i])
+            action = np.stack([np.asarray(self.scripted(pick(i))) for i in range(n)])
+        elif self.agent is None:
             return np.stack([self.space.sample() for _ in range(n)])
-        action = self.agent.act(obs_to_tensor(obs, self.agent.device), deterministic=True).cpu().numpy()
+        else:
+            action = self.agent.act(obs_to_tensor(obs, self.agent.device), deterministic=True).cpu().numpy()
         if isinstance(self.space, gymnasium.spaces.Discrete):
             explore = self.rng.random(n) < noise
             return np.where(explore, self.rng.integers(self.space.start, self.space.start + self.space.n, n), action)
@@ -97,10 +112,10 @@ def record_rollouts(cfg: DictConfig, out_dir: Path) -> Path:
     """Record `record.episodes` episodes with the noisy policy into `<out_dir>/rollouts.npz` (recorder layout)."""
     rec = cfg.record
     env_kwargs = OmegaConf.to_container(rec.env_kwargs, resolve=True) if rec.env_kwargs else {}
-    env = make_record_env(rec.env, rec.num_envs, env_kwargs, rec.frames)
+    env = make_record_env(rec.env, rec.num_envs, env_kwargs, rec.frames, rec.get("max_episode_steps"))
     describes = hasattr(env, "describe")
     env.request_final_views(*(["frames"] if rec.frames else []), *(["text"] if describes else []))
-    policy = NoisyPolicy(env, rec.checkpoint, resolve_device(cfg.device), cfg.seed)
+    policy = NoisyPolicy(env, rec.checkpoint, resolve_device(cfg.device), cfg.seed, bool(rec.get("scripted", False)))
     levels = np.asarray(list(rec.noise) or [0.0], dtype=np.float64)
     n = env.num_envs
     episode_of = np.arange(n)  # each copy's current episode id; its noise is levels[id % len(levels)]
