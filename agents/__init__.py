@@ -34,10 +34,16 @@ def agent_loop(name: str) -> str:
     return getattr(AGENTS[name][0], "loop", "online")
 
 
+# one name per concept across agents: the old names are refused with the new one
+RENAMED = {"gamma": "discount", "init_steps": "warmup_steps", "learning_starts": "warmup_steps"}
+
+
 def make_agent_config(name: str, options: dict[str, Any]) -> Any:
     """Build the config dataclass of agent `name` from a plain dict, naming any unknown key and the valid ones."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known agents: {sorted(AGENTS)}")
+    for old in sorted(set(options) & set(RENAMED)):
+        raise ValueError(f"agent.{old} is now agent.{RENAMED[old]} (one name per concept across agents)")
     config_cls = AGENTS[name][1]
     valid = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(options) - valid)
@@ -51,8 +57,8 @@ def make_agent_config(name: str, options: dict[str, Any]) -> Any:
 POSITIVE = ("batch_size", "buffer_size", "repr_dim", "num_steps", "num_minibatches", "update_epochs",
             "updates_per_step", "feature_dim", "num_filters", "num_conv_layers", "hidden_dim", "n_quantiles",
             "n_critics", "train_freq")
-NON_NEGATIVE = ("warmup_steps", "init_steps", "learning_starts", "logsumexp_penalty", "max_grad_norm")
-UNIT_INTERVAL = ("discount", "gamma", "tau", "target_tau", "gae_lambda")  # (0, 1]
+NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm")
+UNIT_INTERVAL = ("discount", "tau", "target_tau", "gae_lambda")  # (0, 1]
 
 
 def check_agent_values(name: str, options: dict[str, Any]) -> None:

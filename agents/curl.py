@@ -62,7 +62,7 @@ class CURLConfig:
     target_update_every: int = 2
     buffer_size: int = 100_000  # transitions; 100k 9x100x100 stacks take 12 GB
     buffer_device: str | None = None  # None: the training device; "cpu" keeps a big buffer in host memory
-    init_steps: int = 1_000  # env steps with uniform random actions before learning starts
+    warmup_steps: int = 1_000  # env steps with uniform random actions before learning starts
     updates_per_step: float = 1.0  # gradient steps per env step (per copy); CURL: 1
     channels_last: bool = True  # NHWC convolutions: faster with oneDNN and cuDNN, same numbers up to rounding
     conv_precision: str = "fp32"  # "bf16": convolutions under bfloat16 autocast (CPU update 1.5x faster)
@@ -173,7 +173,7 @@ class CURLAgent:
     def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
         """Frame stacks (N, C, H, W) -> actions (N, A) from the centre crop; uniform random during warm-up."""
         images = pixels_of(obs)
-        if not deterministic and self.env_steps < self.cfg.init_steps:
+        if not deterministic and self.env_steps < self.cfg.warmup_steps:
             return self._from_unit(torch.rand(images.shape[0], self.action_dim, device=self.device) * 2 - 1)
         conv = self.critic.encoder.conv(center_crop(images.to(self.device), self.crop_size))
         action, _ = self.actor(conv, deterministic)
@@ -203,8 +203,8 @@ class CURLAgent:
 
     # --- learning ----------------------------------------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:
-        """`updates_per_step` gradient steps per env step once `init_steps` env steps are stored; else {}."""
-        if self.env_steps < self.cfg.init_steps or len(self.buffer) == 0:  # empty after a resume
+        """`updates_per_step` gradient steps per env step once `warmup_steps` env steps are stored; else {}."""
+        if self.env_steps < self.cfg.warmup_steps or len(self.buffer) == 0:  # empty after a resume
             return {}
         self.update_credit += self.cfg.updates_per_step * self.num_envs
         metrics: dict[str, torch.Tensor] = {}

@@ -37,14 +37,14 @@ class PPOConfig:
     """Hyper-parameters of PPO; every field is a key of `scripts/conf/agent/ppo.yaml`.
 
     Defaults are tuned for crlab/Reach-v0 (dense reward, 32 copies, 50-step episodes); CleanRL's MuJoCo defaults
-    differ in gamma=0.99, lr=3e-4 and num_minibatches=32 (with one env copy).
+    differ in discount=0.99, lr=3e-4 and num_minibatches=32 (with one env copy).
     """
 
     num_steps: int = 64  # vector steps per rollout; the batch is num_steps * num_envs transitions
     lr: float = 1e-3
     anneal_lr: bool = True  # decay the learning rate linearly to 0 over total_env_steps
     total_env_steps: int = 1_000_000  # horizon of the LR annealing (the yaml ties it to the run's budget)
-    gamma: float = 0.95
+    discount: float = 0.95
     gae_lambda: float = 0.95
     num_minibatches: int = 8
     update_epochs: int = 10
@@ -241,7 +241,7 @@ class PPOAgent:
         self.obs_input.update_stats(self.inputs)  # for the next rollout
         with torch.no_grad():
             advantages, returns = generalized_advantage_estimate(
-                self.rewards, old_values, next_values, self.terminated, self.truncated, cfg.gamma, cfg.gae_lambda)
+                self.rewards, old_values, next_values, self.terminated, self.truncated, cfg.discount, cfg.gae_lambda)
         b_inputs = {name: x.flatten(0, 1) for name, x in inputs.items()}  # (B, ...), B = T * N
         b_actions = self.actions.flatten(0, 1)
         b_log_probs, b_values = old_log_probs.flatten(), old_values.flatten()

@@ -43,7 +43,7 @@ class SB3PPOConfig:
     num_steps: int = 64  # n_steps
     lr: float = 1e-3
     anneal_lr: bool = True
-    gamma: float = 0.95
+    discount: float = 0.95  # SB3's gamma
     gae_lambda: float = 0.95
     num_minibatches: int = 8  # batch_size = num_steps * num_envs / num_minibatches
     update_epochs: int = 10  # n_epochs
@@ -65,9 +65,9 @@ class SB3SACConfig:
 
     lr: float = 1e-3
     buffer_size: int = 1_000_000
-    learning_starts: int = 1_000
+    warmup_steps: int = 1_000  # env steps before learning starts (SB3's learning_starts)
     batch_size: int = 256
-    gamma: float = 0.95
+    discount: float = 0.95  # SB3's gamma
     tau: float = 0.05
     ent_coef: str = "auto"
     train_freq: int = 1  # vector steps between training phases
@@ -282,7 +282,7 @@ class SB3PPOAgent(SB3Agent):
         lr = LinearSchedule(cfg.lr, 0.0, 1.0) if cfg.anneal_lr else cfg.lr  # progress 1 -> 0 over learn()'s budget
         model = PPO(policy_name(observation_space), env=None, _init_setup_model=False, device=device,
                     learning_rate=lr, n_steps=cfg.num_steps, batch_size=max(1, batch // cfg.num_minibatches),
-                    n_epochs=cfg.update_epochs, gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_coef,
+                    n_epochs=cfg.update_epochs, gamma=cfg.discount, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_coef,
                     clip_range_vf=cfg.clip_coef if cfg.clip_vloss else None, normalize_advantage=cfg.norm_adv,
                     ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                     policy_kwargs=dict(net_arch=dict(pi=list(cfg.hidden), vf=list(cfg.hidden)),
@@ -302,8 +302,8 @@ class SB3SACAgent(SB3Agent):
         cfg = self.cfg
         algorithm, extra, policy_extra = self._algorithm()
         model = algorithm(policy_name(observation_space), env=None, _init_setup_model=False, device=device,
-                    learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
-                    batch_size=cfg.batch_size, gamma=cfg.gamma, tau=cfg.tau, ent_coef=cfg.ent_coef,
+                    learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup_steps,
+                    batch_size=cfg.batch_size, gamma=cfg.discount, tau=cfg.tau, ent_coef=cfg.ent_coef,
                     target_entropy=-float(np.prod(action_space.shape)),  # SB3's "auto" reads a bound env
                     train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps,
                     policy_kwargs=dict(net_arch=list(cfg.hidden), **policy_extra), **extra)
@@ -325,7 +325,7 @@ class SB3SACAgent(SB3Agent):
         model = self.model
         if self.her:
             # HER samples only from finished episodes: learn after the first episode of every copy at least
-            model.learning_starts = max(cfg.learning_starts, self.num_envs * self.max_episode_steps)
+            model.learning_starts = max(cfg.warmup_steps, self.num_envs * self.max_episode_steps)
             model.replay_buffer_class = HerReplayBuffer
             model.replay_buffer = HerReplayBuffer(
                 cfg.buffer_size, model.observation_space, model.action_space, env=venv, device=model.device,

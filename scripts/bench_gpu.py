@@ -32,7 +32,7 @@ CONF = Path(__file__).resolve().parent / "conf"
 SETUPS: dict[str, list[str]] = {
     "crl": ["agent=crl", "env=reach", "env.num_envs=256", "agent.warmup_steps=2560"],
     "ppo": ["agent=ppo", "env=reach", "env.kwargs.reward_type=dense", "env.num_envs=256"],
-    "curl": ["agent=curl", "env=dmc_cartpole_swingup", "env.num_envs=4", "agent.init_steps=200",
+    "curl": ["agent=curl", "env=dmc_cartpole_swingup", "env.num_envs=4", "agent.warmup_steps=200",
              "agent.buffer_size=20_000"],
 }
 
@@ -59,7 +59,7 @@ def measure(name: str, overrides: list[str], device: str, seconds: float, warmup
     options = agent_options(cfg)
     agent = make_agent(name, options, env.single_observation_space, env.single_action_space, env.num_envs,
                        cfg.env.max_episode_steps, dev)
-    warmup = getattr(agent.cfg, "warmup_steps", getattr(agent.cfg, "init_steps", 0))
+    warmup = getattr(agent.cfg, "warmup_steps", 0)
     obs, _ = env.reset(seed=seed)
     obs_t = obs_to_tensor(obs, dev)
     env_steps, learning_steps = 0, 0

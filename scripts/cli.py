@@ -12,6 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
+from agents import RENAMED
 from agents.checkpoint import CheckpointError
 
 _ABSENT = object()
@@ -25,6 +26,9 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str | None:
     """None if `key` (dotted) exists in `cfg`, else a message naming it and the valid keys at that level."""
     if OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT:
         return None
+    head, _, last = key.rpartition(".")
+    if head == "agent" and last in RENAMED:
+        return f"agent.{last} is now agent.{RENAMED[last]} (one name per concept across agents)"
     node, prefix = cfg, []
     for part in key.split(".")[:-1]:
         if not OmegaConf.is_dict(node) or part not in node:

@@ -35,7 +35,7 @@ def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: t
     render_mode = None if reward_cfg["name"] == "none" else "rgb_array"  # renders only if the reward module asks
     env = make_envs(cfg, cfg.env.num_envs, render_mode)
     eval_env = make_envs(cfg, cfg.eval_episodes, render_mode)
-    discount = cfg.agent.get("discount", cfg.agent.get("gamma"))  # the agent's γ, which shaping must use
+    discount = cfg.agent.get("discount")  # the agent's γ, which shaping must use
     reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device,
                                        discount, env_id=cfg.env.id)
     feedback = feedback_from_config(reward_cfg, reward_module, env.num_envs, cfg.seed)

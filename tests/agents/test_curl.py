@@ -15,7 +15,7 @@ from agents.encoders import ConvTrunk, center_crop, crop_at, default_crop_size, 
 from agents.pixel_buffer import PixelReplayBuffer
 
 CPU = torch.device("cpu")
-TINY = dict(batch_size=16, hidden=[32, 32], num_filters=8, init_steps=0, buffer_size=256)
+TINY = dict(batch_size=16, hidden=[32, 32], num_filters=8, warmup_steps=0, buffer_size=256)
 
 
 def coordinate_images(b: int, c: int, h: int, w: int) -> torch.Tensor:
@@ -130,7 +130,7 @@ def test_act_observe_update_and_checkpoint_round_trip():
     torch.manual_seed(0)
     space = spaces.Dict({"pixels": spaces.Box(0, 255, (6, 24, 24), np.uint8), "desired_goal": spaces.Box(-1, 1, (2,))})
     action_space = spaces.Box(-2, 2, (3,))
-    agent = make_agent("curl", {**TINY, "init_steps": 8, "updates_per_step": 0.5}, space, action_space, 4, 10, CPU)
+    agent = make_agent("curl", {**TINY, "warmup_steps": 8, "updates_per_step": 0.5}, space, action_space, 4, 10, CPU)
     frames = torch.randint(0, 255, (4, 3, 3, 24, 24)).float()
     obs = {"pixels": frames[:, :2].flatten(1, 2), "desired_goal": torch.zeros(4, 2)}
     next_obs = {"pixels": frames[:, 1:].flatten(1, 2), "desired_goal": torch.zeros(4, 2)}
@@ -140,7 +140,7 @@ def test_act_observe_update_and_checkpoint_round_trip():
         assert action.shape == (4, 3) and action.abs().max() <= 2
         agent.observe(obs, action, torch.ones(4), next_obs, done, done)
         metrics = agent.update()
-        assert (metrics == {}) == (step == 0)  # init_steps=8: learning starts at the second vector step
+        assert (metrics == {}) == (step == 0)  # warmup_steps=8: learning starts at the second vector step
     assert agent.num_updates == 4  # 0.5 updates per env step x 4 copies x 2 vector steps
     assert {"critic_loss", "curl_loss", "curl_accuracy"} <= set(metrics)
     buffer = io.BytesIO()
@@ -174,7 +174,7 @@ def test_learns_a_pixel_bandit():
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(0)
     space = spaces.Box(0, 255, (3, 20, 20), np.uint8)
-    cfg = {**TINY, "batch_size": 64, "hidden": [64, 64], "num_conv_layers": 2, "init_steps": 256, "buffer_size": 4096,
+    cfg = {**TINY, "batch_size": 64, "hidden": [64, 64], "num_conv_layers": 2, "warmup_steps": 256, "buffer_size": 4096,
            "updates_per_step": 0.25, "crop_size": 18, "lr": 1e-3, "actor_update_every": 1}
     agent = make_agent("curl", cfg, space, spaces.Box(-1, 1, (1,)), 8, 1, CPU)
     done, not_done = np.ones(8, dtype=bool), np.zeros(8, dtype=bool)

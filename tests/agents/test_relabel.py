@@ -38,7 +38,7 @@ def test_curl_buffer_rewards_are_the_new_models_after_relabel(dict_obs):
     box = spaces.Box(0, 255, (6, 12, 12), np.uint8)
     obs_space = spaces.Dict({"pixels": box}) if dict_obs else box
     action_space = spaces.Box(0.0, 4.0, (2,), np.float32)
-    agent = CURLAgent(obs_space, action_space, CURLConfig(batch_size=8, hidden=[16], num_filters=4, init_steps=0,
+    agent = CURLAgent(obs_space, action_space, CURLConfig(batch_size=8, hidden=[16], num_filters=4, warmup_steps=0,
                                                           buffer_size=64, crop_size=10, num_conv_layers=2), 4, 50, CPU)
     assert isinstance(agent, RelabelsRewards)
     view = (lambda x: {"pixels": x}) if dict_obs else (lambda x: x)
@@ -62,7 +62,7 @@ def test_curl_buffer_rewards_are_the_new_models_after_relabel(dict_obs):
 def test_sb3_sac_buffer_rewards_are_the_new_models_after_relabel():
     env = gymnasium.make_vec("crlab/Reach-v0", num_envs=4, max_episode_steps=50)
     agent = SB3SACAgent(env.single_observation_space, env.single_action_space,
-                        SB3SACConfig(learning_starts=10_000, hidden=[16], her=False), 4, 50, CPU)
+                        SB3SACConfig(warmup_steps=10_000, hidden=[16], her=False), 4, 50, CPU)
     agent.bind(env, her_allowed=False)
     agent.model.learn(total_timesteps=120)  # 30 vector steps stored, no gradient step yet
     buffer = agent.model.replay_buffer
@@ -96,7 +96,7 @@ def test_online_preference_run_relabels_the_replay_buffer_each_session(tmp_path,
             "agent=sb3_sac", "env=reach", "env.num_envs=4", "reward=preference", "reward.hidden_dim=16",
             "reward.obs_keys=[achieved_goal,desired_goal]", "reward.online.first_query=200",
             "reward.online.query_every=200", "reward.online.queries=10", "reward.online.candidates=40",
-            "reward.online.epochs=1", "agent.learning_starts=100", "agent.hidden=[16]", "agent.batch_size=16",
+            "reward.online.epochs=1", "agent.warmup_steps=100", "agent.hidden=[16]", "agent.batch_size=16",
             "total_env_steps=600", "eval_every=600", "eval_episodes=2", "progress=false", "device=cpu",
             "video_episodes=0"])
     train(cfg, tmp_path / "run")

@@ -47,9 +47,9 @@ def test_vec_env_adapter_reports_true_final_observations():
 
 
 @pytest.mark.parametrize("name,overrides", [
-    ("sb3_sac", ["agent.learning_starts=400", "agent.hidden=[32,32]", "agent.batch_size=32"]),
+    ("sb3_sac", ["agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32"]),
     ("sb3_ppo", ["agent.num_steps=16", "agent.update_epochs=2"]),
-    ("sb3_tqc", ["agent.learning_starts=400", "agent.hidden=[32,32]", "agent.batch_size=32", "agent.gradient_steps=1"]),
+    ("sb3_tqc", ["agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32", "agent.gradient_steps=1"]),
 ])
 def test_short_run_writes_the_run_artifacts(tmp_path, name, overrides):
     assert agent_loop(name) == "sb3"
@@ -115,7 +115,7 @@ def test_sb3_ppo_learns_the_negotiation_game():
 def test_a_run_stopped_by_its_time_limit_ends_with_an_evaluation_and_a_checkpoint(tmp_path):
     cfg = config("agent=sb3_sac", "total_env_steps=1000000", "time_limit_s=3", "eval_every=1000000",
                  "checkpoint_every=1000000", "eval_episodes=2", "video_episodes=0", "env.num_envs=4",
-                 "agent.learning_starts=200", "agent.hidden=[16]", "agent.batch_size=16")
+                 "agent.warmup_steps=200", "agent.hidden=[16]", "agent.batch_size=16")
     run_dir = train(cfg, tmp_path / "run")
     table = rows(run_dir)
     last = int(table[-1]["env_steps"])

@@ -89,3 +89,16 @@ def test_resume_falls_back_to_the_newest_intact_checkpoint_and_clears_stale_temp
         path.unlink()
     with pytest.raises(CheckpointError, match="no usable checkpoint in"):
         latest_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("old, new", [("gamma", "discount"), ("init_steps", "warmup_steps"),
+                                      ("learning_starts", "warmup_steps")])
+def test_old_option_names_are_refused_with_the_new_one(old, new):
+    from omegaconf import OmegaConf
+
+    from scripts.cli import unknown_key_message
+
+    with pytest.raises(ValueError, match=f"agent.{old} is now agent.{new}"):
+        make_agent_config("ppo", {old: 0.9})
+    assert unknown_key_message(OmegaConf.create({"agent": {"discount": 0.9}}), f"agent.{old}") == (
+        f"agent.{old} is now agent.{new} (one name per concept across agents)")
