@@ -69,6 +69,9 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
                                               "agent.actor_random_goals=0.5"],
                             "crl_at_object_motion": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
                                                      "agent.actor_random_goals=0.5", *PUSH_MOTION],
+                            "crl_at_object_motion_utd1": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
+                                                          "agent.actor_random_goals=0.5", *PUSH_MOTION,
+                                                          "agent.updates_per_step=16"],  # one update per env step
                             "crl_goal_state_motion": ["agent=crl", *PUSH_GOAL_STATE, *PUSH_MOTION,
                                                       "agent.actor_random_goals=0.5"],
                             "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),

@@ -204,7 +204,8 @@ def bench_pebble(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"benchmark": "pebble", "agent": "sb3_sac", "env": ENV_ID, "env_steps": args.steps,
                            "num_envs": args.num_envs, "query_every": args.query_every, "queries": args.queries,
                            "max_labels": args.max_labels}
-    if not args.no_vlm:
+    runs = {name: overrides for name, overrides in runs.items() if name in args.pebble_runs}
+    if "rl_vlm_f" in args.pebble_runs:
         start = time.perf_counter()
         clip_cfg = compose_config("finetune_clip", [f"frames={args.frames}", "steps=500", f"seed={args.seed}",
                                                     f"out={folder / 'clip_reach'}", f"device={args.device}",
@@ -287,7 +288,8 @@ def main() -> None:
     parser.add_argument("--query-every", type=int, default=5000, help="rl: env steps between feedback sessions")
     parser.add_argument("--queries", type=int, default=400, help="rl: labels per feedback session")
     parser.add_argument("--max-labels", type=int, default=6000, help="rl, pebble: label budget")
-    parser.add_argument("--no-vlm", action="store_true", help="pebble: leave out the RL-VLM-F run")
+    parser.add_argument("--pebble-runs", nargs="+", default=["ground_truth", "pebble", "rl_vlm_f"],
+                        choices=["ground_truth", "pebble", "rl_vlm_f"], help="pebble: which runs")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.steps is None:
