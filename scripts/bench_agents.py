@@ -267,6 +267,7 @@ def cpl_metaworld(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     from scripts.make_preferences import make_preferences
 
     results: dict[str, Any] = {"episodes": args.cpl_mw_episodes, "pairs": args.cpl_mw_pairs,
+                               "bc_fraction": args.cpl_mw_bc_fraction,
                                "episode_steps": args.cpl_mw_episode_steps, "updates": args.cpl_mw_updates,
                                "noise": args.cpl_mw_noise, "paper_table_1_percent": CPL_PAPER_MW}
     steps = args.cpl_mw_episode_steps
@@ -286,6 +287,7 @@ def cpl_metaworld(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             for name, sft in (("cpl", False), ("sft", True)):
                 run_cfg = train_config("agent=cpl", f"env={env_name}", f"env.max_episode_steps={steps}",
                                        f"agent.dataset={dataset}", f"agent.sft={str(sft).lower()}",
+                                       f"agent.bc_steps={int(args.cpl_mw_bc_fraction * args.cpl_mw_updates)}",
                                        f"total_env_steps={args.cpl_mw_updates}", f"eval_every={args.cpl_mw_updates}",
                                        f"checkpoint_every={args.cpl_mw_updates}", f"seed={seed}", "eval_episodes=25")
                 row[f"{name}_success"] = last_row(train(run_cfg, seed_dir / name))["eval_success_rate"]
@@ -459,6 +461,8 @@ def main() -> None:
     parser.add_argument("--cpl-mw-noise", type=float, nargs="+", default=[0.5, 1.0],
                         help="cpl_metaworld: per-episode Gaussian action noise of the scripted policy, cycled")
     parser.add_argument("--cpl-mw-updates", type=int, default=2_000, help="cpl_metaworld: gradient steps of CPL / SFT")
+    parser.add_argument("--cpl-mw-bc-fraction", type=float, default=0.4,
+                        help="cpl_metaworld: share of the steps that are BC pre-training first (the paper: 200k of 500k)")
     parser.add_argument("--text-steps", type=int, default=150_000, help="ppo_text: env steps per game")
     parser.add_argument("--cpl-text-pairs", type=int, default=3000)
     parser.add_argument("--text-policy-steps", type=int, default=20_000,
