@@ -114,17 +114,22 @@ def _goal_reward(task: BatchedTask, space: gymnasium.Space, name: str) -> Callab
     return task.compute_reward
 
 
-def vector_entry_point(path: str) -> Callable[..., "BatchedVectorEnv"]:
-    """The registered vector constructor of a crlab env: `path` ("module:Class") built with the make_vec kwargs,
-    plus `autoreset_mode="same_step" | "next_step"` (imported on first use, so `import envs` stays quick)."""
-    def make(*, autoreset_mode: str = "same_step", **kwargs: Any) -> BatchedVectorEnv:
-        module, name = path.split(":")
+class vector_entry_point:  # noqa: N801  (used like a function in registrations)
+    """The registered vector constructor of a crlab env: `path` ("module:Class") built with the make_vec kwargs, plus
+    `autoreset_mode="same_step" | "next_step"`; imported on first use, so `import envs` stays quick. A class, not a
+    closure, so that env specs (and envs holding them) pickle."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, *, autoreset_mode: str = "same_step", **kwargs: Any) -> BatchedVectorEnv:
+        module, name = self.path.split(":")
         env = getattr(importlib.import_module(module), name)(**kwargs)
         env.set_autoreset_mode(autoreset_mode)
         return env
 
-    make.__qualname__ = make.__name__ = f"vector_entry_point({path!r})"
-    return make
+    def __repr__(self) -> str:
+        return f"vector_entry_point({self.path!r})"
 
 
 def _index(obs: Obs, i: int) -> Obs:
