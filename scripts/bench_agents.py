@@ -17,6 +17,9 @@ Parts (budgets are defaults; each flag is listed by --help):
     cpl_text     CPL on gold preferences between random one-step segments of FlightPreference vs random
     text_policies  PPO (FlightPreference, InstructionFeedback) and CPL (FlightPreference) reading the text with the
                  bundled sentence encoder (agent.text_encoder=minilm) instead of the numeric views
+    cpl_metaworld  CPL vs SFT on MetaWorld (--cpl-mw-tasks, --cpl-seeds) after the CPL paper's protocol, scaled to the
+                 CPU: noisy scripted-policy rollouts, 2,500 pairs of 64-step segments labelled by the dense return,
+                 BC pre-training for the first 40 % of the steps; beside the paper's Table 1 (CPL_PAPER_MW)
     goal_suites  goal-conditioned agents on the suites at the issue's wall-clock budgets, each run through
                  scripts.train with time_limit_s, for --goal-seeds: --goal-tasks picks from GOAL_TASKS (task ->
                  budget, agents beside each other); prints each run's success curve (evaluation every
