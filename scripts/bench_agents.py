@@ -265,12 +265,13 @@ CPL_PAPER_MW = {"bin-picking": {"cpl": 80.0, "sft": 66.9}, "button-press-topdown
 
 def cpl_metaworld(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     """CPL vs SFT on MetaWorld after the CPL paper's protocol, scaled to this CPU: rollouts of a noisy scripted
-    policy (MetaWorld's own, Gaussian noise per episode), pairs of 64-step segments labelled by the dense reward's
-    return (--cpl-mw-pairs, the paper's 2.5k setting by default), CPL and SFT on the same data, success rates."""
+    policy (MetaWorld's own, Gaussian noise per episode), pairs of 64-step segments labelled by the dense reward
+    (its gain over the segment by default: --cpl-mw-gold-score; --cpl-mw-pairs, the paper's 2.5k setting by default),
+    CPL and SFT on the same data, success rates."""
     from scripts.make_preferences import make_preferences
 
     results: dict[str, Any] = {"episodes": args.cpl_mw_episodes, "pairs": args.cpl_mw_pairs,
-                               "bc_fraction": args.cpl_mw_bc_fraction,
+                               "bc_fraction": args.cpl_mw_bc_fraction, "gold_score": args.cpl_mw_gold_score,
                                "episode_steps": args.cpl_mw_episode_steps, "updates": args.cpl_mw_updates,
                                "noise": args.cpl_mw_noise, "paper_table_1_percent": CPL_PAPER_MW}
     steps = args.cpl_mw_episode_steps
@@ -283,7 +284,7 @@ def cpl_metaworld(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                     f"rollouts={seed_dir / 'rollouts'}", f"record.env={env_name}", "record.scripted=true",
                     f"record.noise=[{','.join(str(n) for n in args.cpl_mw_noise)}]", f"record.episodes={args.cpl_mw_episodes}",
                     "record.num_envs=8", f"record.max_episode_steps={steps}", f"pairs={args.cpl_mw_pairs}",
-                    "segment_length=64", f"seed={seed}"])
+                    "segment_length=64", f"gold_score={args.cpl_mw_gold_score}", f"seed={seed}"])
             start = time.perf_counter()
             dataset = make_preferences(prefs_cfg)
             row: dict[str, Any] = {"data_s": time.perf_counter() - start}
@@ -464,6 +465,9 @@ def main() -> None:
     parser.add_argument("--cpl-mw-noise", type=float, nargs="+", default=[0.5, 1.0],
                         help="cpl_metaworld: per-episode Gaussian action noise of the scripted policy, cycled")
     parser.add_argument("--cpl-mw-updates", type=int, default=2_000, help="cpl_metaworld: gradient steps of CPL / SFT")
+    parser.add_argument("--cpl-mw-gold-score", default="progress", choices=["progress", "return"],
+                        help="cpl_metaworld: label by the dense reward's gain over a segment (regret-like, as CPL assumes) "
+                             "or its return (which prefers segments from later, better states whatever the actions)")
     parser.add_argument("--cpl-mw-bc-fraction", type=float, default=0.4,
                         help="cpl_metaworld: share of the steps that are BC pre-training first (the paper: 200k of 500k)")
     parser.add_argument("--text-steps", type=int, default=150_000, help="ppo_text: env steps per game")
