@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from envs.batched import BatchedTask, Obs, check_actions
+from envs.batched import BatchedTask, Obs
 
 
 def _worker(conn: Connection) -> None:
@@ -127,7 +127,7 @@ class SubprocessTask(BatchedTask):
                 _, self._obs[w] = self._receive(self.conns[w])
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        actions = check_actions(actions, self.num_envs, self.action_space)  # here: errors name global copies
+        actions = np.asarray(actions)  # checked at the env boundary, before any worker sees them
         replies = self._call_all("step", [(actions[c],) for c in self.chunks])
         parts, self._obs = [result for result, _ in replies], [obs for _, obs in replies]
         return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
