@@ -183,3 +183,20 @@ def test_td_infonce_agent_updates_and_round_trips():
     other.load_state_dict(agent.state_dict())
     for p, q in zip(agent.target_critic.parameters(), other.target_critic.parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_motion_share_draws_episodes_by_how_far_their_achieved_goal_moved():
+    """Two copies, one episode each: copy 0's goal never moves, copy 1's moves 0.1 per step. motion_share=1 draws
+    only copy 1's episode; 0.5 about three quarters of the batch (half uniform + half by motion); before anything
+    moved, the draw stays uniform."""
+    buf = GoalReplayBuffer(1, 1, 3, 2, capacity=100, max_episode_steps=5, device=torch.device("cpu"), motion_dims=2)
+    for t in range(5):
+        goal = torch.tensor([[0.0, 0.0, 9.0 * (t + 1)], [0.1 * t, 0.0, 0.0]])  # the third (added) coordinate does not count
+        buf.add(torch.zeros(2, 1), torch.zeros(2, 1), goal, np.array([t == 4, t == 4]))
+    torch.testing.assert_close(buf.motion[:2], torch.tensor([0.0, 0.4]))
+    torch.manual_seed(0)
+    assert (buf.sample(512, 0.9, motion_share=1.0)["goal"][:, 0] > 0).float().mean() > 0.95  # only copy 1 (t >= 1)
+    share = (buf.sample(4000, 0.9, motion_share=0.5)["goal"][:, 2] == 0).float().mean()  # copy 1's added coordinate
+    assert abs(share - 0.75) < 0.03
+    buf.motion.zero_()
+    assert abs((buf.sample(4000, 0.9, motion_share=1.0)["goal"][:, 2] == 0).float().mean() - 0.5) < 0.03
