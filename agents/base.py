@@ -1,4 +1,4 @@
-"""What every agent offers the training loop, and the host-to-device edge for observations."""
+"""What every agent offers the training loop (the observation edge, obs_to_tensor, lives in envs/tensors.py)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,9 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-TensorObs = dict[str, torch.Tensor | list[str]] | torch.Tensor
+from envs.tensors import TensorObs, obs_to_tensor
 
-
-def obs_to_tensor(obs: dict[str, np.ndarray] | np.ndarray, device: torch.device) -> TensorObs:
-    """Batched numpy observation (dict or array, leaves (N, ...)) -> float32 tensors on `device`. Text leaves
-    (object / str arrays, from Text spaces) stay on the host as lists of N strings."""
-    if isinstance(obs, dict):
-        return {k: [str(t) for t in v] if np.asarray(v).dtype.kind in "OUS"
-                else torch.as_tensor(v, dtype=torch.float32).to(device, non_blocking=True) for k, v in obs.items()}
-    return torch.as_tensor(obs, dtype=torch.float32).to(device, non_blocking=True)
+__all__ = ["Agent", "RelabelsRewards", "TensorObs", "obs_to_tensor"]  # obs_to_tensor: envs/tensors.py
 
 
 class Agent(Protocol):

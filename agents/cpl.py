@@ -126,7 +126,7 @@ class CPLAgent:
     """CPL (or its SFT baseline) for Box, Dict-of-Box, pixel or (with `text_encoder`) text-game observations and
     Box or Discrete actions."""
 
-    loop = "offline"  # scripts.train runs scripts/train_offline.py: dataset updates + evaluation episodes
+    loop = "offline"  # the run engine (scripts/engine.py) drives it with DatasetSource: dataset updates + evaluation episodes
 
     def __init__(
         self,

@@ -30,12 +30,11 @@ from agents.encoders import (
     PixelEncoder,
     center_crop,
     default_crop_size,
-    orthogonal_init_,
     pixel_shape,
     pixels_of,
     random_crop,
 )
-from agents.networks import TanhGaussianPolicy, mlp
+from agents.networks import TanhGaussianPolicy, mlp, orthogonal_init_
 from agents.pixel_buffer import PixelReplayBuffer
 
 
@@ -60,7 +59,7 @@ class CURLConfig:
     encoder_tau: float = 0.05
     actor_update_every: int = 2
     target_update_every: int = 2
-    buffer_size: int = 100_000  # transitions; 100k 9x100x100 stacks take 12 GB
+    buffer_size: int = 100_000  # transitions (each frame stored once: ~3.1 GB at 100x100; a run caps it at its length)
     buffer_device: str | None = None  # None: the training device; "cpu" keeps a big buffer in host memory
     warmup_steps: int = 1_000  # env steps with uniform random actions before learning starts
     updates_per_step: float = 1.0  # gradient steps per env step (per copy); CURL: 1
@@ -157,7 +156,7 @@ class CURLAgent:
         self.curl_opt = torch.optim.Adam([*self.critic.encoder.parameters(), self.w], lr=cfg.lr, fused=True)
 
         buffer_device = torch.device(cfg.buffer_device) if cfg.buffer_device else device
-        self.buffer = PixelReplayBuffer(shape, self.action_dim, cfg.buffer_size, buffer_device)
+        self.buffer = PixelReplayBuffer(shape, self.action_dim, cfg.buffer_size, buffer_device, num_envs, max_episode_steps)
         self.env_steps = 0
         self.num_updates = 0
         self.update_credit = 0.0  # fractional gradient steps carried between vector steps
@@ -183,8 +182,8 @@ class CURLAgent:
                 terminated: np.ndarray, truncated: np.ndarray) -> None:
         """Store one vector step as uint8 (a time-limit truncation still bootstraps)."""
         to_uint8 = lambda x: pixels_of(x).to(self.buffer.device).round().to(torch.uint8)  # noqa: E731
-        done = torch.as_tensor(terminated, device=self.buffer.device)
-        self.buffer.add(to_uint8(obs), self._to_unit(action.to(self.device)), reward, to_uint8(next_obs), done)
+        self.buffer.add(to_uint8(obs), self._to_unit(action.to(self.device)), reward, to_uint8(next_obs), terminated,
+                        episode_end=terminated | truncated)
         self.env_steps += self.num_envs
 
     # --- reward relabelling (agents.base.RelabelsRewards) -------------------------------------------------

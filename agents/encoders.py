@@ -68,22 +68,6 @@ def center_crop(images: torch.Tensor, size: int) -> torch.Tensor:
     return images[..., top:top + size, left:left + size]
 
 
-def orthogonal_init_(module: nn.Module) -> None:
-    """SAC-AE / CURL initialisation, for `net.apply(orthogonal_init_)`: Linear weights orthogonal; Conv2d weights
-    delta-orthogonal (Xiao et al. 2018: zero but for an orthogonal centre tap with ReLU gain, so each layer starts
-    as a norm-preserving 1x1 map); zero biases. PyTorch's default init lets early critic updates drive whole conv
-    layers below zero: the ReLUs die, every image maps to one feature and nothing learns again."""
-    if isinstance(module, nn.Linear):
-        nn.init.orthogonal_(module.weight)
-        nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Conv2d):
-        height, width = module.weight.shape[2:]
-        with torch.no_grad():
-            module.weight.zero_()
-            nn.init.orthogonal_(module.weight[:, :, height // 2, width // 2], nn.init.calculate_gain("relu"))
-        nn.init.zeros_(module.bias)
-
-
 class ConvTrunk(nn.Module):
     """The convolutional part: uint8 or float (B, C, S, S) in [0, 255] -> flat float32 features (B, out_dim).
 

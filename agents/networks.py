@@ -1,4 +1,5 @@
-"""Networks shared by the agents: MLPs and the tanh-squashed Gaussian policy."""
+"""Networks shared by the agents: MLPs, the tanh-squashed Gaussian policy, and the two weight initialisations
+(CleanRL's for PPO, SAC-AE / CURL's for pixel encoders)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,31 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool = False, 
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+def orthogonal_init(net: nn.Sequential, out_gain: float) -> nn.Sequential:
+    """CleanRL's layer_init: orthogonal weights (gain sqrt 2, `out_gain` on the last layer), zero biases."""
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    for layer in linears:
+        nn.init.orthogonal_(layer.weight, out_gain if layer is linears[-1] else math.sqrt(2))
+        nn.init.zeros_(layer.bias)
+    return net
+
+
+def orthogonal_init_(module: nn.Module) -> None:
+    """SAC-AE / CURL initialisation, for `net.apply(orthogonal_init_)`: Linear weights orthogonal; Conv2d weights
+    delta-orthogonal (Xiao et al. 2018: zero but for an orthogonal centre tap with ReLU gain, so each layer starts
+    as a norm-preserving 1x1 map); zero biases. PyTorch's default init lets early critic updates drive whole conv
+    layers below zero: the ReLUs die, every image maps to one feature and nothing learns again."""
+    if isinstance(module, nn.Linear):
+        nn.init.orthogonal_(module.weight)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Conv2d):
+        height, width = module.weight.shape[2:]
+        with torch.no_grad():
+            module.weight.zero_()
+            nn.init.orthogonal_(module.weight[:, :, height // 2, width // 2], nn.init.calculate_gain("relu"))
+        nn.init.zeros_(module.bias)
 
 
 class TanhGaussianPolicy(nn.Module):

@@ -12,20 +12,11 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.encoders import PixelEncoder
-from agents.networks import mlp
+from agents.networks import mlp, orthogonal_init
 from agents.policy_inputs import option_dim, score_options
 
 
 # --- networks -----------------------------------------------------------------------------------------------
-def orthogonal_init(net: nn.Sequential, out_gain: float) -> nn.Sequential:
-    """CleanRL's layer_init: orthogonal weights (gain sqrt 2, `out_gain` on the last layer), zero biases."""
-    linears = [m for m in net if isinstance(m, nn.Linear)]
-    for layer in linears:
-        nn.init.orthogonal_(layer.weight, out_gain if layer is linears[-1] else math.sqrt(2))
-        nn.init.zeros_(layer.bias)
-    return net
-
-
 class Tanh(nn.Module):
     """tanh(x) computed as 2 sigmoid(2x) - 1: the same function (to float rounding), but torch's CPU tanh kernel
     is several times slower than sigmoid and was the largest single cost of an update."""

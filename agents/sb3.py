@@ -1,7 +1,7 @@
 """Stable-Baselines3 baselines (`sb3_ppo`, `sb3_sac`) behind our Agent face, for side-by-side comparisons.
 
 SB3 owns its learning loop (`model.learn`), so `scripts.train` drives these agents through its SB3 branch
-(`scripts/train_sb3.py`): our Gymnasium vector env (reward wrappers included) is adapted to SB3's `VecEnv` by
+(`scripts/engine.py`, SB3Source): our Gymnasium vector env (reward wrappers included) is adapted to SB3's `VecEnv` by
 `SB3VecEnv`, and evaluation, videos, metrics.csv and checkpoints go through the same code as our agents.
 
 Checkpoints hold only `state_dict()`s of the SB3 policy, its optimizers and tensors (SB3's own list,
@@ -61,7 +61,7 @@ class SB3PPOConfig:
 
 @dataclass
 class SB3SACConfig:
-    """Fields of `scripts/conf/agent/sb3_sac.yaml` (SB3 SAC; FetchReach-style defaults as in scripts/bench_reach.py)."""
+    """Fields of `scripts/conf/agent/sb3_sac.yaml` (SB3 SAC; FetchReach-style defaults as in scripts/bench/reach.py)."""
 
     lr: float = 1e-3
     buffer_size: int = 1_000_000
@@ -153,7 +153,7 @@ class SB3VecEnv(VecEnv):
 class SB3Agent:
     """Our Agent face over an SB3 model; `scripts.train` binds it to the env and calls `model.learn`."""
 
-    loop = "sb3"  # scripts.train runs scripts/train_sb3.py for it
+    loop = "sb3"  # the run engine drives it with SB3Source (SB3's learn)
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, cfg: Any, num_envs: int,
                  max_episode_steps: int, device: torch.device) -> None:
@@ -222,10 +222,10 @@ class SB3Agent:
         return torch.as_tensor(action, device=self.device)
 
     def observe(self, *args: Any) -> None:
-        raise RuntimeError("SB3 agents collect their own experience in model.learn (scripts/train_sb3.py)")
+        raise RuntimeError("SB3 agents collect their own experience in model.learn (scripts/engine.py SB3Source)")
 
     def update(self) -> dict[str, torch.Tensor]:
-        raise RuntimeError("SB3 agents train in model.learn (scripts/train_sb3.py)")
+        raise RuntimeError("SB3 agents train in model.learn (scripts/engine.py SB3Source)")
 
     # --- checkpoints -------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

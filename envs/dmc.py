@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
+from envs.frame_stack import FrameStack
 from envs.gl_fork import before_first_gl_context
 from envs.mujoco_batch import _load_triton_first
 
@@ -160,7 +161,7 @@ class DMCTask(BatchedTask):
         self.observation_space = spaces.Box(0, 255, (3 * frame_stack, render_size, render_size), np.uint8)
         agent_dt = first.control_timestep() * self.action_repeat
         self.metadata = {"render_modes": ["rgb_array"], "render_fps": 1.0 / agent_dt}
-        self.frames = np.zeros((num_envs, *self.observation_space.shape), np.uint8)
+        self.stack = FrameStack(num_envs, frame_stack, render_size)
         self.time_up = np.zeros(num_envs, dtype=bool)
 
     def seed(self, seed: int | None) -> None:
@@ -173,16 +174,14 @@ class DMCTask(BatchedTask):
         before_first_gl_context()  # dm_control makes its GL context on the first render
         return self.envs[copy].physics.render(height, width, camera_id=self.camera_id)
 
-    def _push_frame(self, copy: int) -> None:
-        frame = self._camera_frame(copy, self.render_size, self.render_size).transpose(2, 0, 1)
-        self.frames[copy, :-3] = self.frames[copy, 3:]
-        self.frames[copy, -3:] = frame
+    def _frame(self, copy: int) -> np.ndarray:
+        """Copy `copy`'s camera frame at the stack's size, (1, 3, R, R)."""
+        return self._camera_frame(copy, self.render_size, self.render_size).transpose(2, 0, 1)[None]
 
     def reset_copies(self, copies: np.ndarray) -> None:
         for i in copies:
             self.envs[i].reset()
-            frame = self._camera_frame(i, self.render_size, self.render_size).transpose(2, 0, 1)
-            self.frames[i] = np.tile(frame, (self.frame_stack, 1, 1))  # CURL fills the stack with the first frame
+            self.stack.reset([i], self._frame(i))
         self.time_up[copies] = False
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
@@ -195,15 +194,15 @@ class DMCTask(BatchedTask):
                 if time_step.last():
                     break
             self.time_up[i] = time_step.last()
-            self._push_frame(i)
+            self.stack.push([i], self._frame(i))
         return reward, np.zeros(self.num_envs, dtype=bool), {}
 
     def observe(self) -> np.ndarray:
-        return self.frames.copy()
+        return self.stack.observation()
 
     def render(self, copy: int) -> np.ndarray:
         if self.width is None and self.height is None:
-            return self.frames[copy, -3:].transpose(1, 2, 0).copy()
+            return self.stack.newest(copy).transpose(1, 2, 0).copy()
         return self._camera_frame(copy, self.height or self.width, self.width or self.height)
 
     def describe(self, copy: int) -> str:

@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium import spaces
 
 from envs.batched import BatchedTask, Obs
+from envs.frame_stack import FrameStack
 
 OBS_TYPES = ("state", "pixels", "state+pixels")
 PIXEL_OPTIONS = ("obs_type", "image_size", "frame_stack", "action_repeat", "goal_image")
@@ -57,7 +58,7 @@ class PixelTask(BatchedTask):
         self.action_space = task.action_space
         self.observation_space = self._make_observation_space(task.observation_space)
         s = image_size
-        self.frames = np.zeros((self.num_envs, frame_stack, 3, s, s), dtype=np.uint8)
+        self.stack = FrameStack(self.num_envs, frame_stack, s)
         self.goal_frames = np.zeros((self.num_envs, 3, s, s), dtype=np.uint8)
 
     def _make_observation_space(self, base: spaces.Space) -> spaces.Space:
@@ -96,7 +97,7 @@ class PixelTask(BatchedTask):
         self.task.reset_copies(copies)
         if not self.uses_pixels:
             return
-        self.frames[copies] = self._render(copies)[:, None]  # a fresh stack repeats the first frame
+        self.stack.reset(copies, self._render(copies))
         if self.goal_image:
             for i in copies:
                 goal = self.task.render_goal_image(i, self.image_size, self.image_size)
@@ -112,8 +113,7 @@ class PixelTask(BatchedTask):
             total += np.where(terminated, 0.0, reward)
             terminated |= term
         if self.uses_pixels:
-            self.frames[:, :-1] = self.frames[:, 1:]
-            self.frames[:, -1] = self._render(np.arange(self.num_envs))
+            self.stack.push(slice(None), self._render(np.arange(self.num_envs)))
         return total, terminated, info
 
     def _render(self, copies: np.ndarray) -> np.ndarray:
@@ -124,7 +124,7 @@ class PixelTask(BatchedTask):
         state = self.task.observe()
         if not self.uses_pixels:
             return state
-        images = {"pixels": self.frames.reshape(self.num_envs, -1, self.image_size, self.image_size).copy()}
+        images = {"pixels": self.stack.observation()}
         if self.goal_image:
             images["goal_image"] = self.goal_frames.copy()
         return self._combine(state, images)

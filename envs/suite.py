@@ -7,7 +7,7 @@ observation, reward and success are the suite env's own, for the same seed (test
 
 Batching: MuJoCo's Python bindings release the GIL inside `mj_step`, so the copies are stepped in contiguous
 chunks on a thread pool, one thread per core by default: on the 2-core CPU, FetchPush x8 steps at 1.5x one env
-(bench_envs: 1,508 vs 983 env-steps/s). Where the step is mostly Python, threads only add overhead: PointMaze sets
+(scripts.bench.envs: 1,508 vs 983 env-steps/s). Where the step is mostly Python, threads only add overhead: PointMaze sets
 `threads=1`, and MetaWorld's vector form puts its copies in worker processes instead (envs/subprocess_task.py).
 
 Seeding follows `SyncVectorEnv`: after `seed(s)` copy i's next reset is `reset(seed=s + i)`; later autoresets

@@ -23,26 +23,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save
 
 from envs.atomic_file import atomic_write_bytes
+from envs.tensors import TensorObs, is_text, obs_to_tensor  # noqa: F401  (the reward modules' edge too)
 
-TensorObs = dict[str, torch.Tensor] | torch.Tensor
 Batch = dict[str, Any]
 TENSOR_KEYS = ("obs", "next_obs", "action")
-
-
-def is_text(leaf: Any) -> bool:
-    """A text leaf (B strings: a list, or a str / object numpy array from a gymnasium Text space)."""
-    if isinstance(leaf, (list, tuple)):
-        return bool(leaf) and isinstance(leaf[0], str)
-    return isinstance(leaf, np.ndarray) and leaf.dtype.kind in "OUS"
-
-
-def obs_to_tensor(obs: dict[str, Any] | Any, device: torch.device | str) -> TensorObs:
-    """Observation (dict or array, leaves (B, ...), numpy or torch) -> float32 tensors on `device`; text leaves
-    (Text-space entries of the text games) stay lists of B strings."""
-    convert = lambda v: [str(t) for t in v] if is_text(v) else torch.as_tensor(v, dtype=torch.float32, device=device)  # noqa: E731
-    if isinstance(obs, dict):
-        return {k: convert(v) for k, v in obs.items()}
-    return convert(obs)
 
 
 def batch_to_tensors(batch: Batch, device: torch.device | str) -> Batch:

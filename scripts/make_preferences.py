@@ -27,7 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import envs  # noqa: F401  (registers crlab/ envs)
-from agents import make_agent, resolve_device
+from agents import resolve_device
 from agents.base import obs_to_tensor
 from agents.checkpoint import load_checkpoint
 from agents.preference_dataset import save_preference_dataset
@@ -36,7 +36,7 @@ from envs.batched import true_next_obs
 from envs.scripted import scripted_policy
 from rewards.evaluation import Rollouts, load_rollouts
 from rewards.preference import PreferenceRewardModel, SyntheticLabeler
-from scripts.run_setup import agent_options
+from scripts.run_setup import agent_from_config
 
 CONF = Path(__file__).resolve().parent / "conf"
 LABELERS = ("gold", "preference", "vlm_preference")
@@ -82,13 +82,11 @@ class NoisyPolicy:
         if checkpoint is not None:
             state = load_checkpoint(checkpoint)
             cfg = OmegaConf.create(state["config"])
-            options = agent_options(cfg)
             obs_space = env.single_observation_space
             if isinstance(obs_space, gymnasium.spaces.Dict):
                 obs_space = gymnasium.spaces.Dict({k: s for k, s in obs_space.spaces.items()
                                                    if not isinstance(s, gymnasium.spaces.Text)})
-            self.agent = make_agent(cfg.agent.name, options, obs_space, self.space, env.num_envs,
-                                    cfg.env.max_episode_steps, device)
+            self.agent = agent_from_config(cfg, obs_space, self.space, env.num_envs, device)
             self.agent.load_state_dict(state["agent"])
 
     def __call__(self, obs: Any, noise: np.ndarray) -> np.ndarray:

@@ -17,12 +17,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 import envs  # noqa: F401  (registers crlab/ envs)
-from agents import make_agent, resolve_device
+from agents import resolve_device
 from agents.checkpoint import load_checkpoint
 from envs.scripted import noisy_policy, random_policy, scripted_policy
 from scripts.cli import check_overrides, user_errors
 from scripts.evaluate import record_episodes, record_policy
-from scripts.run_setup import agent_options
+from scripts.run_setup import agent_from_config
 
 POLICIES = ("random", "scripted", "noisy")
 
@@ -34,8 +34,7 @@ def record(checkpoint_path: Path, episodes: int, seed: int, device: str, out: Pa
     torch.manual_seed(seed)
     env_kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
     env = gymnasium.make(cfg.env.id, render_mode="rgb_array", **env_kwargs)
-    agent = make_agent(cfg.agent.name, agent_options(cfg), env.observation_space, env.action_space, 1,
-                       cfg.env.max_episode_steps, resolve_device(device))
+    agent = agent_from_config(cfg, env.observation_space, env.action_space, 1, resolve_device(device))
     agent.load_state_dict(state["agent"])
     if out is None:
         run_name = checkpoint_path.resolve().parent.parent.name

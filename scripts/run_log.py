@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import resource
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,16 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from envs.atomic_file import TMP_MARK
 
-METRIC_COLUMNS = ("env_steps", "wall_time_s", "eval_success_rate", "eval_return")
+METRIC_COLUMNS = ("env_steps", "wall_time_s", "eval_success_rate", "eval_return", "peak_rss_mb")
 LATEST = "latest.pt"
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """This process's peak resident memory so far (MB), and its peak CUDA memory allocated when CUDA is in use."""
+    peaks = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # Linux: ru_maxrss in KB
+    if torch.cuda.is_initialized():
+        peaks["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return peaks
 
 
 class RunLog:

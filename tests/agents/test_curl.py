@@ -11,8 +11,8 @@ from gymnasium import spaces
 
 from agents import make_agent
 from agents.curl import CURLAgent, CURLConfig, curl_logits, curl_loss
-from agents.encoders import ConvTrunk, center_crop, crop_at, default_crop_size, orthogonal_init_, random_crop
-from agents.pixel_buffer import PixelReplayBuffer
+from agents.encoders import ConvTrunk, center_crop, crop_at, default_crop_size, random_crop
+from agents.networks import orthogonal_init_
 
 CPU = torch.device("cpu")
 TINY = dict(batch_size=16, hidden=[32, 32], num_filters=8, warmup_steps=0, buffer_size=256)
@@ -53,21 +53,6 @@ def test_curl_logits_known_answer():
     torch.testing.assert_close(loss, F.cross_entropy(torch.tensor([[3.0, 0.0], [0.0, 4.0]]), torch.tensor([0, 1])))
     assert accuracy.item() == 1.0
     assert curl_loss(curl_logits(queries, keys.flip(0), w))[1].item() == 0.0  # keys swapped: labels are wrong
-
-
-def test_pixel_buffer_rebuilds_next_stacks_and_rejects_unshifted_ones():
-    buffer = PixelReplayBuffer((9, 8, 8), 2, capacity=5, device=CPU)
-    frames = torch.randint(0, 255, (4, 4, 3, 8, 8), dtype=torch.uint8)  # (N, 4 frames, 3, H, W)
-    obs, next_obs = frames[:, :3].flatten(1, 2), frames[:, 1:].flatten(1, 2)
-    buffer.add(obs, torch.zeros(4, 2), torch.arange(4.0), next_obs, torch.tensor([0, 1, 0, 0], dtype=torch.bool))
-    buffer.add(obs[:2], torch.zeros(2, 2), torch.zeros(2), next_obs[:2], torch.zeros(2, dtype=torch.bool))
-    assert len(buffer) == 5 and buffer.pos == 1  # wrapped around
-    batch = buffer.sample(64)
-    for n in range(64):
-        row = [i for i in range(4) if torch.equal(obs[i], batch["obs"][n])][0]
-        torch.testing.assert_close(batch["next_obs"][n], next_obs[row])
-    with pytest.raises(ValueError, match="shifted"):
-        buffer.add(obs, torch.zeros(4, 2), torch.zeros(4), obs, torch.zeros(4, dtype=torch.bool))
 
 
 def smooth_images(b: int, size: int, generator: torch.Generator) -> torch.Tensor:

@@ -99,7 +99,7 @@ def test_text_observations_are_refused():
 def test_sb3_ppo_learns_the_negotiation_game():
     """SB3 PPO through our adapter on a text game's numeric views: clearly above a random policy (about 0.25)."""
     from envs.text_game import NumericView
-    from scripts.bench_agents import mean_return
+    from scripts.bench.agents import mean_return
 
     torch.manual_seed(0)
     env = NumericView(gymnasium.make_vec("crlab/Negotiation-v0", num_envs=32))

@@ -109,3 +109,19 @@ def test_options_are_checked():
         gymnasium.make("crlab/Push-v0", obs_type="rgb")
     with pytest.raises(ValueError, match="pixel"):
         gymnasium.make("crlab/Push-v0", frame_stack=3)
+
+
+def test_frame_stack_repeats_the_first_frame_and_drops_the_oldest():
+    from envs.frame_stack import FrameStack
+
+    stack = FrameStack(num_envs=2, k=3, size=1)
+    frame = lambda v: np.full((1, 3, 1, 1), v, dtype=np.uint8)  # noqa: E731
+    stack.reset([0], frame(1))
+    stack.reset([1], frame(7))
+    stack.push([0], frame(2))
+    stack.push(slice(None), np.concatenate([frame(3), frame(8)]))
+    obs = stack.observation()
+    assert obs.shape == (2, 9, 1, 1)
+    assert obs[0, :, 0, 0].tolist() == [1] * 3 + [2] * 3 + [3] * 3  # oldest first
+    assert obs[1, :, 0, 0].tolist() == [7] * 6 + [8] * 3  # a fresh stack repeated its first frame
+    assert stack.newest(1)[:, 0, 0].tolist() == [8] * 3

@@ -2,8 +2,8 @@
 
 import argparse
 
-from scripts.bench_agents import cpl_reach
-from scripts.bench_gpu import measure
+from scripts.bench.agents import cpl_reach
+from scripts.bench.gpu import measure
 
 
 def test_cpl_reach_reports_cpl_and_sft_per_seed(tmp_path):
@@ -25,7 +25,7 @@ def test_gpu_bench_measures_ppo_on_cpu():
 
 
 def test_goal_suites_runs_each_agent_for_its_budget(tmp_path, monkeypatch):
-    import scripts.bench_agents as bench
+    import scripts.bench.agents as bench
 
     monkeypatch.setitem(bench.GOAL_TASKS, "tiny", ("fetch_reach", 3, {
         "crl": ["agent=crl", "agent.warmup_steps=100", "agent.hidden=[16]", "agent.batch_size=16",

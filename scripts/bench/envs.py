@@ -1,4 +1,4 @@
-"""Environment throughput: `python -m scripts.bench_envs [--envs ID ...|--suites] [--num-envs 64] [--render] [--out FILE]`.
+"""Environment throughput: `python -m scripts.bench.envs [--envs ID ...|--suites] [--num-envs 64] [--render] [--out FILE]`.
 
 For each env id, env-steps/s of one `gymnasium.make` env, of the batched vector env (`vector_entry_point`: all
 copies stepped by one call), of `SyncVectorEnv` over single envs and of `AsyncVectorEnv` (one process per copy,

@@ -1,6 +1,6 @@
 """The agent benchmarks of the README on a CPU, each part selectable; prints a table and writes JSON.
 
-    python -m scripts.bench_agents --parts ppo_vs_sb3 ppo_text cpl_text [--out FILE]
+    python -m scripts.bench.agents --parts ppo_vs_sb3 ppo_text cpl_text [--out FILE]
 
 Parts (budgets are defaults; each flag is listed by --help):
     ppo_reach    our PPO on reach (dense reward, 32 copies) through scripts.train: final success (target >= 0.8)
@@ -29,9 +29,6 @@ Parts (budgets are defaults; each flag is listed by --help):
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +37,6 @@ from typing import Any, Callable
 import gymnasium
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import make_agent
@@ -48,12 +44,12 @@ from agents.base import obs_to_tensor
 from agents.encoders import CONV_PRECISIONS, default_crop_size
 from agents.preference_dataset import load_preference_dataset
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig
-from envs.batched import true_next_obs
 from envs.text_game import NumericView
+from scripts.bench import machine_info, write_results
+from scripts.engine import Engine, EnvSource, train
 from scripts.evaluate import evaluate
-from scripts.train import make_envs, train
+from scripts.run_setup import compose_config, make_envs
 
-CONF = Path(__file__).resolve().parent / "conf"
 CPU = torch.device("cpu")
 TEXT_ENVS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0")
 PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies", "goal_suites",
@@ -61,6 +57,8 @@ PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl
 # goal_suites: task -> (env config, wall-clock seconds, {run name: overrides}); the budgets are the issue's
 PUSH_GOAL_STATE = ["agent.goal_observation_indices=[0,1]", "agent.command_from_goal=[0,1]"]
 PUSH_MOTION = ["agent.goal_motion_share=0.5"]
+# Fetch observations start with the gripper's xyz: Eysenbach et al.'s goal for Fetch push (gripper and block)
+FETCH_GRIPPER_GOAL = ["agent.goal_observation_indices=[0,1,2]", "agent.command_from_goal=[0,1,2]"]
 GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
     "fetch_reach": ("fetch_reach", 300, {"crl": ["agent=crl"], "sb3_sac_her": ["agent=sb3_sac"],
                                          "sb3_tqc_her": ["agent=sb3_tqc"]}),
@@ -78,13 +76,15 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
                             "crl_goal_state_motion": ["agent=crl", *PUSH_GOAL_STATE, *PUSH_MOTION,
                                                       "agent.actor_random_goals=0.5"],
                             "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
-    "fetch_push": ("fetch_push", 3600, {"crl": ["agent=crl"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
+    "fetch_push": ("fetch_push", 3600, {"crl": ["agent=crl"],
+                                        "crl_at_object_motion": ["agent=crl", *FETCH_GRIPPER_GOAL, "agent.command_source=achieved",
+                                                                 "agent.actor_random_goals=0.5", *PUSH_MOTION],
+                                        "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
 }
 
 
 def train_config(*overrides: str) -> Any:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=["progress=false", "device=cpu", "video_episodes=0", *overrides])
+    return compose_config("train", ["progress=false", "device=cpu", "video_episodes=0", *overrides])
 
 
 def last_row(run_dir: Path) -> dict[str, float]:
@@ -111,20 +111,11 @@ class RandomAgent:
 
 
 def run_online(agent: Any, env: gymnasium.vector.VectorEnv, env_steps: int, seed: int) -> float:
-    """act -> step -> observe -> update for `env_steps` env steps (scripts.train's loop without logging); returns
-    env-steps/s."""
-    obs, _ = env.reset(seed=seed)
-    obs_t = obs_to_tensor(obs, agent.device)
-    start, steps = time.perf_counter(), 0
-    while steps < env_steps:
-        action = agent.act(obs_t)
-        next_obs, reward, terminated, truncated, info = env.step(action.cpu().numpy())
-        agent.observe(obs_t, action, torch.as_tensor(reward, dtype=torch.float32), obs_to_tensor(true_next_obs(next_obs, info), agent.device),
-                      terminated, truncated)
-        obs_t = obs_to_tensor(next_obs, agent.device)
-        agent.update()
-        steps += env.num_envs
-    return steps / (time.perf_counter() - start)
+    """`env_steps` env steps of the run engine's online source (act -> step -> observe -> update), no hooks;
+    returns env-steps/s."""
+    engine = Engine([], total_steps=env_steps)
+    EnvSource(agent, env, seed).drive(engine)
+    return engine.steps / engine.elapsed()
 
 
 def mean_return(env: gymnasium.vector.VectorEnv, policy: Callable[[Any], np.ndarray], episodes: int, seed: int) -> float:
@@ -229,10 +220,9 @@ def cpl_dataset(args: argparse.Namespace, out_dir: Path, seed: int) -> tuple[Pat
         record += [f"record.checkpoint={out_dir / 'cpl_behaviour' / 'checkpoints' / 'latest.pt'}"]
     else:
         record += ["record.noise=[0.0]"]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        prefs_cfg = compose("make_preferences", overrides=[
-            f"rollouts={out_dir / 'cpl_rollouts'}", *record, f"pairs={args.cpl_pairs}",
-            f"segment_length={args.cpl_segment_length}", f"seed={seed}", f"gold_score={args.cpl_gold_score}"])
+    prefs_cfg = compose_config("make_preferences", [
+        f"rollouts={out_dir / 'cpl_rollouts'}", *record, f"pairs={args.cpl_pairs}",
+        f"segment_length={args.cpl_segment_length}", f"seed={seed}", f"gold_score={args.cpl_gold_score}"])
     return make_preferences(prefs_cfg), behaviour_success
 
 
@@ -279,12 +269,11 @@ def cpl_metaworld(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
         env_name = f"mw_{task.replace('-', '_')}"
         for seed in args.cpl_seeds:
             seed_dir = out_dir / f"cpl_mw_{task}_seed{seed}"
-            with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-                prefs_cfg = compose("make_preferences", overrides=[
-                    f"rollouts={seed_dir / 'rollouts'}", f"record.env={env_name}", "record.scripted=true",
-                    f"record.noise=[{','.join(str(n) for n in args.cpl_mw_noise)}]", f"record.episodes={args.cpl_mw_episodes}",
-                    "record.num_envs=8", f"record.max_episode_steps={steps}", f"pairs={args.cpl_mw_pairs}",
-                    "segment_length=64", f"gold_score={args.cpl_mw_gold_score}", f"seed={seed}"])
+            prefs_cfg = compose_config("make_preferences", [
+                f"rollouts={seed_dir / 'rollouts'}", f"record.env={env_name}", "record.scripted=true",
+                f"record.noise=[{','.join(str(n) for n in args.cpl_mw_noise)}]", f"record.episodes={args.cpl_mw_episodes}",
+                "record.num_envs=8", f"record.max_episode_steps={steps}", f"pairs={args.cpl_mw_pairs}",
+                "segment_length=64", f"gold_score={args.cpl_mw_gold_score}", f"seed={seed}"])
             start = time.perf_counter()
             dataset = make_preferences(prefs_cfg)
             row: dict[str, Any] = {"data_s": time.perf_counter() - start}
@@ -330,10 +319,9 @@ def ppo_text(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
 def cpl_text(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     from scripts.make_preferences import make_preferences
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        prefs_cfg = compose("make_preferences", overrides=[
-            f"rollouts={out_dir / 'flight_rollouts'}", "record.env=crlab/FlightPreference-v0", "record.episodes=4000",
-            "record.num_envs=64", f"pairs={args.cpl_text_pairs}", "segment_length=1", f"seed={args.seed}"])
+    prefs_cfg = compose_config("make_preferences", [
+        f"rollouts={out_dir / 'flight_rollouts'}", "record.env=crlab/FlightPreference-v0", "record.episodes=4000",
+        "record.num_envs=64", f"pairs={args.cpl_text_pairs}", "segment_length=1", f"seed={args.seed}"])
     data = load_preference_dataset(make_preferences(prefs_cfg))
     env = numeric_view(gymnasium.make_vec("crlab/FlightPreference-v0", num_envs=64))
     torch.manual_seed(args.seed)
@@ -374,11 +362,10 @@ def text_policies(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             "env_steps": args.text_policy_steps, "train_s": time.perf_counter() - start}
         env.close()
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        prefs_cfg = compose("make_preferences", overrides=[
-            f"rollouts={out_dir / 'flight_rollouts_text'}", "record.env=crlab/FlightPreference-v0",
-            "record.episodes=4000", "record.num_envs=64", f"pairs={args.cpl_text_pairs}", "segment_length=1",
-            f"seed={args.seed}"])
+    prefs_cfg = compose_config("make_preferences", [
+        f"rollouts={out_dir / 'flight_rollouts_text'}", "record.env=crlab/FlightPreference-v0",
+        "record.episodes=4000", "record.num_envs=64", f"pairs={args.cpl_text_pairs}", "segment_length=1",
+        f"seed={args.seed}"])
     data = load_preference_dataset(make_preferences(prefs_cfg))
     env = gymnasium.make_vec("crlab/FlightPreference-v0", num_envs=64)
     torch.manual_seed(args.seed)
@@ -418,8 +405,10 @@ def goal_suites(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                 curve = [(int(r["env_steps"]), round(float(r["eval_success_rate"]), 3)) for r in table]
                 results[f"{task}.{name}.seed{seed}"] = {
                     "success": float(table[-1]["eval_success_rate"]), "env_steps": int(table[-1]["env_steps"]),
-                    "wall_s": time.perf_counter() - start, "budget_s": seconds, "curve": str(curve)}
-                print(f"{task} {name} seed {seed}: {curve}", flush=True)
+                    "wall_s": time.perf_counter() - start, "budget_s": seconds, "curve": str(curve),
+                    "peak_rss_mb": float(table[-1].get("peak_rss_mb") or "nan")}
+                print(f"{task} {name} seed {seed}: {curve}, peak RSS {results[f'{task}.{name}.seed{seed}']['peak_rss_mb']:,.0f} MB",
+                      flush=True)
     return results
 
 
@@ -492,19 +481,13 @@ def main() -> None:
         start = time.perf_counter()
         results[part] = RUNNERS[part](args, out_dir)
         results[part]["part_wall_s"] = time.perf_counter() - start
-    machine = {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-               "torch_threads": torch.get_num_threads()}
+    machine = machine_info()
     print(f"\nmachine: {machine['processor']}, {machine['cpu_count']} CPUs, {machine['torch_threads']} torch thread(s)")
     for part, numbers in results.items():
         for key, value in flatten("", numbers):
             cell = f"{value:,.3f}" if isinstance(value, float) else str(value)
             print(f"{part:<12} {key:<40} {cell:>14}")
-    print(f"run directories: {out_dir}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"config": {**vars(args), "out_dir": str(out_dir)}, "machine": machine, "results": results},
-                      f, indent=2, default=str)
-        print(f"wrote {args.out}")
+    write_results(args.out, args, out_dir, machine, results)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Training throughput of crl, ppo and curl on one device, in one call:
 
-    python -m scripts.bench_gpu [--device cuda] [--agents crl ppo curl] [--seconds 60] [--out bench_gpu.json]
+    python -m scripts.bench.gpu [--device cuda] [--agents crl ppo curl] [--seconds 60] [--out bench_gpu.json]
 
 Per agent: the env and agent of `scripts.train` (the agent's usual env, overrides below), then `--warmup-s` seconds
-of act -> env.step -> observe -> update (the loop of scripts.train without evaluation or logging), then
-`--seconds` timed. Reported: env-steps/s of that loop and gradient updates/s within it, plus the card's name
+of act -> env.step -> observe -> update (the run engine's online source, with a timing hook instead of the
+evaluation / logging ones), then `--seconds` timed. Reported: env-steps/s of that loop and gradient updates/s within it, plus the card's name
 (torch.cuda.get_device_name). `--device cpu` runs the same on the CPU (tests, or a CPU baseline).
 """
 
@@ -13,21 +13,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
-from hydra import compose, initialize_config_dir
 
-import envs  # noqa: F401  (registers crlab/ envs)
-from agents import make_agent, resolve_device
-from agents.base import obs_to_tensor
-from envs.batched import true_next_obs
-from scripts.run_setup import agent_options
-from scripts.train import make_envs
+from agents import resolve_device
+from scripts.engine import Engine, EnvSource, Hook, Step
+from scripts.run_log import peak_memory_mb
+from scripts.run_setup import agent_from_config, compose_config, make_envs
 
-CONF = Path(__file__).resolve().parent / "conf"
 # scripts.train overrides per agent: GPU-sized batches of copies; warm-ups short enough for a timed window
 SETUPS: dict[str, list[str]] = {
     "crl": ["agent=crl", "env=reach", "env.num_envs=256", "agent.warmup_steps=2560"],
@@ -47,48 +43,52 @@ def gradient_steps(agent: Any, vector_steps_learning: int) -> int:
     return vector_steps_learning * agent.cfg.updates_per_step
 
 
+class TimedWindow(Hook):
+    """Opens a window once `warmup_s` seconds have passed and the agent's warm-up steps are done, and stops the
+    run `seconds` later; env steps and gradient steps are read at both ends (CUDA synchronised first)."""
+
+    def __init__(self, agent: Any, device: torch.device, warmup_s: float, seconds: float) -> None:
+        self.agent, self.device, self.warmup_s, self.seconds = agent, device, warmup_s, seconds
+        self.warmup_steps = getattr(agent.cfg, "warmup_steps", 0)
+        self.learning_steps = 0  # vector steps taken after the warm-up
+        self.opened: dict[str, float] = {}
+        self.closed: dict[str, float] = {}
+
+    def after_step(self, engine: Engine, step: Step) -> None:
+        self.learning_steps += engine.steps > self.warmup_steps
+
+    def _read(self, engine: Engine) -> dict[str, float]:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return {"time": time.perf_counter(), "env_steps": engine.steps,
+                "updates": gradient_steps(self.agent, self.learning_steps)}
+
+    def wants_stop(self, engine: Engine) -> bool:
+        if not self.opened and engine.elapsed() >= self.warmup_s and engine.steps >= self.warmup_steps:
+            self.opened = self._read(engine)
+        if self.opened and time.perf_counter() - self.opened["time"] >= self.seconds:
+            self.closed = self._read(engine)
+            return True
+        return False
+
+
 def measure(name: str, overrides: list[str], device: str, seconds: float, warmup_s: float, seed: int) -> dict[str, Any]:
     """env-steps/s and updates/s of agent `name` over `seconds` after `warmup_s` of the same loop."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        mine = [o.split(":", 1)[1] for o in overrides if o.startswith(f"{name}:")]
-        common = [o for o in overrides if ":" not in o.split("=", 1)[0]]
-        cfg = compose("train", overrides=[*SETUPS[name], f"device={device}", f"seed={seed}", *common, *mine])
+    mine = [o.split(":", 1)[1] for o in overrides if o.startswith(f"{name}:")]
+    common = [o for o in overrides if ":" not in o.split("=", 1)[0]]
+    cfg = compose_config("train", [*SETUPS[name], f"device={device}", f"seed={seed}", *common, *mine])
     torch.manual_seed(seed)
     dev = resolve_device(cfg.device)
     env = make_envs(cfg, cfg.env.num_envs)
-    options = agent_options(cfg)
-    agent = make_agent(name, options, env.single_observation_space, env.single_action_space, env.num_envs,
-                       cfg.env.max_episode_steps, dev)
-    warmup = getattr(agent.cfg, "warmup_steps", 0)
-    obs, _ = env.reset(seed=seed)
-    obs_t = obs_to_tensor(obs, dev)
-    env_steps, learning_steps = 0, 0
-    mark: dict[str, float] = {}
-    start = time.perf_counter()
-    while True:
-        now = time.perf_counter()
-        if not mark and now - start >= warmup_s and env_steps >= warmup:
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            now = time.perf_counter()
-            mark = {"time": now, "env_steps": env_steps, "updates": gradient_steps(agent, learning_steps)}
-        if mark and now - mark["time"] >= seconds:
-            break
-        action = agent.act(obs_t)
-        next_obs, reward, terminated, truncated, info = env.step(action.cpu().numpy())
-        agent.observe(obs_t, action, torch.as_tensor(reward, dtype=torch.float32, device=dev),
-                      obs_to_tensor(true_next_obs(next_obs, info), dev), terminated, truncated)
-        obs_t = obs_to_tensor(next_obs, dev)
-        agent.update()
-        env_steps += env.num_envs
-        learning_steps += env_steps > warmup
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-    elapsed = time.perf_counter() - mark["time"]
+    agent = agent_from_config(cfg, env.single_observation_space, env.single_action_space, env.num_envs, dev)
+    window = TimedWindow(agent, dev, warmup_s, seconds)
+    EnvSource(agent, env, seed).drive(Engine([window], total_steps=sys.maxsize))
     env.close()
+    opened, closed = window.opened, window.closed
+    elapsed = closed["time"] - opened["time"]
     return {"env": cfg.env.name, "num_envs": int(cfg.env.num_envs), "seconds": elapsed,
-            "env_steps_per_s": (env_steps - mark["env_steps"]) / elapsed,
-            "updates_per_s": (gradient_steps(agent, learning_steps) - mark["updates"]) / elapsed}
+            "env_steps_per_s": (closed["env_steps"] - opened["env_steps"]) / elapsed,
+            "updates_per_s": (closed["updates"] - opened["updates"]) / elapsed, **peak_memory_mb()}
 
 
 def main() -> None:
@@ -110,8 +110,9 @@ def main() -> None:
         print(f"{name}: {args.warmup_s:.0f} s warm-up + {args.seconds:.0f} s ...", flush=True)
         results[name] = measure(name, args.override, str(device), args.seconds, args.warmup_s, args.seed)
         r = results[name]
-        print(f"  {r['env']} x{r['num_envs']}: {r['env_steps_per_s']:,.0f} env-steps/s, {r['updates_per_s']:,.1f} updates/s",
-              flush=True)
+        gpu = f", peak GPU {r['peak_gpu_mb']:,.0f} MB" if "peak_gpu_mb" in r else ""
+        print(f"  {r['env']} x{r['num_envs']}: {r['env_steps_per_s']:,.0f} env-steps/s, {r['updates_per_s']:,.1f} updates/s, "
+              f"peak RSS {r['peak_rss_mb']:,.0f} MB (process so far){gpu}", flush=True)
     with open(args.out, "w") as f:
         json.dump({"device": str(device), "card": card, "torch": torch.__version__, "config": vars(args),
                    "results": results}, f, indent=2)

@@ -1,8 +1,8 @@
 """Reward-module benchmarks on crlab/Reach-v0 (the numbers quoted for issue 4):
 
-    python -m scripts.bench_rewards preference [--pairs 4000] [--seed 0] [--out FILE]
-    python -m scripts.bench_rewards clip [--frames 8192] [--steps 1000] [--liv-weight 0] [--out FILE]
-    python -m scripts.bench_rewards rl [--agent ppo] [--steps 300000] [--out FILE]
+    python -m scripts.bench.rewards preference [--pairs 4000] [--seed 0] [--out FILE]
+    python -m scripts.bench.rewards clip [--frames 8192] [--steps 1000] [--liv-weight 0] [--out FILE]
+    python -m scripts.bench.rewards rl [--agent ppo] [--steps 300000] [--out FILE]
 
 preference  Bradley–Terry reward model trained on pairs of 25-step segments labelled by a perfectly rational
             synthetic teacher from Reach's gold dense reward (−distance); held-out preference accuracy on pairs from
@@ -16,7 +16,7 @@ pebble      PEBBLE (Lee et al. 2021): SB3 SAC on Reach's dense reward, the groun
             feedback session) vs RL-VLM-F (Wang et al. 2024: labels from a CLIP frame comparison; here a tiny CLIP
             fine-tuned on Reach by scripts.finetune_clip, no download); same seed and env steps; success / gold
             return / proxy return per evaluation, and pebble.png with the curves.
-    python -m scripts.bench_rewards pebble [--steps 30000] [--num-envs 4] [--query-every 2000] [--out FILE]
+    python -m scripts.bench.rewards pebble [--steps 30000] [--num-envs 4] [--query-every 2000] [--out FILE]
 Each prints a JSON summary and, with --out, writes it.
 """
 
@@ -34,7 +34,6 @@ from typing import Any
 import gymnasium
 import numpy as np
 import torch
-from hydra import compose, initialize_config_dir
 from scipy import stats
 
 import envs  # noqa: F401  (registers crlab/ envs)
@@ -42,20 +41,15 @@ from envs.batched import true_next_obs
 from envs.recorder import RolloutRecorder
 from rewards.clip import CLIPReward
 from rewards.preference import PreferenceRewardModel, SyntheticLabeler, preference_accuracy
+from scripts.engine import train
 from scripts.finetune_clip import finetune, scripted_reach_actions
-from scripts.train import train
+from scripts.run_setup import compose_config
 
-CONF = Path(__file__).resolve().parent / "conf"
 ENV_ID = "crlab/Reach-v0"
 EPISODE_STEPS = 50
 # the CLIP reward's goal prompts: what Reach's describe() says on success, in the captions' own words (a single
 # prompt ranks frames less steadily: one caption's embedding carries the quirks of its digits)
 GOAL_CAPTIONS = [f"The fingertip is on the green goal (0.0{i} m away)." for i in range(5)]
-
-
-def compose_config(name: str, overrides: list[str]) -> Any:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(name, overrides=overrides)
 
 
 def reach_episodes(num_episodes: int, seed: int, noise: float = 0.5) -> dict[str, Any]:
