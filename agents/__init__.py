@@ -12,6 +12,7 @@ from agents.base import Agent
 from agents.cpl import CPLAgent, CPLConfig
 from agents.crl import CRLAgent, CRLConfig
 from agents.curl import CURLAgent, CURLConfig
+from agents.gcbc import GCBCAgent, GCBCConfig
 from agents.ppo import PPOAgent, PPOConfig
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig, SB3SACAgent, SB3SACConfig, SB3TQCAgent, SB3TQCConfig
 
@@ -20,6 +21,7 @@ AGENTS: dict[str, tuple[type, type]] = {
     "ppo": (PPOAgent, PPOConfig),
     "curl": (CURLAgent, CURLConfig),
     "cpl": (CPLAgent, CPLConfig),
+    "gcbc": (GCBCAgent, GCBCConfig),
     "sb3_ppo": (SB3PPOAgent, SB3PPOConfig),
     "sb3_sac": (SB3SACAgent, SB3SACConfig),
     "sb3_tqc": (SB3TQCAgent, SB3TQCConfig),
@@ -27,11 +29,20 @@ AGENTS: dict[str, tuple[type, type]] = {
 LOOPS = ("online", "offline", "sb3")  # scripts.train's loop per agent: env steps | dataset updates | SB3's learn
 
 
-def agent_loop(name: str) -> str:
-    """Which training loop agent `name` runs under (its class attribute `loop`; `online` by default)."""
+def agent_loop(name: str, options: dict[str, Any] | None = None) -> str:
+    """Which experience source agent `name` learns from: its class attribute `loop` (`online` by default), or
+    `offline` whenever its options name a dataset (`agent=crl agent.dataset=PATH`)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known agents: {sorted(AGENTS)}")
+    if (options or {}).get("dataset"):
+        return "offline"
     return getattr(AGENTS[name][0], "loop", "online")
+
+
+def dataset_format(name: str) -> str | None:
+    """The dataset files agent `name` learns from offline: `goal` (agents.goal_dataset), `preferences`
+    (agents.preference_dataset), or None (online only)."""
+    return getattr(AGENTS[name][0], "dataset_format", None)
 
 
 # one name per concept across agents: the old names are refused with the new one
@@ -57,7 +68,7 @@ def make_agent_config(name: str, options: dict[str, Any]) -> Any:
 POSITIVE = ("batch_size", "buffer_size", "repr_dim", "num_steps", "num_minibatches", "update_epochs",
             "updates_per_step", "feature_dim", "num_filters", "num_conv_layers", "hidden_dim", "n_quantiles",
             "n_critics", "train_freq")
-NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm")
+NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm", "bc_coef")
 UNIT_INTERVAL = ("discount", "tau", "target_tau", "gae_lambda")  # (0, 1]
 
 

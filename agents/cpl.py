@@ -127,6 +127,7 @@ class CPLAgent:
     Box or Discrete actions."""
 
     loop = "offline"  # the run engine (scripts/engine.py) drives it with DatasetSource: dataset updates + evaluation episodes
+    dataset_format = "preferences"  # agents.preference_dataset files (scripts.make_preferences)
 
     def __init__(
         self,

@@ -15,6 +15,10 @@ desired goal in both parts (`command_from_goal` says which desired-goal coordina
 how Eysenbach et al. set up Fetch push (the goal is the object position written into both the gripper and the
 object slots of a state): the gripper part of the goal varies under any exploration, the object part only when
 the object is touched, so the critic has a signal long before the object moves.
+
+Offline (`dataset=PATH`, a goal dataset of scripts.make_dataset): the buffer holds the dataset's episodes and the
+run engine takes gradient steps only; `bc_coef` adds the behaviour-cloning term of Stabilizing Contrastive RL
+(Zheng et al. 2023) to the actor, which keeps it on the data's actions where the critic is least reliable.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from torch import nn
 
 from agents.base import TensorObs
 from agents.goal_buffer import GoalReplayBuffer
+from agents.goal_dataset import episode_bounds
 from agents.networks import TanhGaussianPolicy, mlp
 
 ENERGIES = ("dot", "l2", "norm")
@@ -64,6 +69,8 @@ class CRLConfig:
     actor_random_goals: float = 0.0  # share of the actor's batch whose goals are other rows' (CRL's random_goals)
     target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
     goal_motion_share: float = 0.0  # share of each batch from episodes drawn by how far their achieved goal moved
+    dataset: str | None = None  # a goal dataset (scripts.make_dataset): learn offline from it, no env step
+    bc_coef: float = 0.0  # weight of the actor's behaviour-cloning term -log pi(a_data | s, g) (Stabilizing CRL)
 
     def __post_init__(self) -> None:
         if len(self.goal_observation_indices) != len(self.command_from_goal):
@@ -149,6 +156,8 @@ class ContrastiveCritic(nn.Module):
 class CRLAgent:
     """Contrastive RL for GoalEnv-style Dict observations and Box actions in [-1, 1]."""
 
+    dataset_format = "goal"  # with agent.dataset: agents.goal_dataset files, learnt from offline
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -185,9 +194,12 @@ class CRLAgent:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=True)
         env_goal_dim = int(np.prod(observation_space["achieved_goal"].shape))
+        self.dims = {"observations": obs_dim, "actions": self.action_dim, "achieved_goals": env_goal_dim}
+        self.max_episode_steps = max_episode_steps
         self.buffer = GoalReplayBuffer(obs_dim, self.action_dim, goal_dim, num_envs, cfg.buffer_size, max_episode_steps,
                                        device, motion_dims=env_goal_dim if cfg.goal_motion_share > 0 else 0)
         self.env_steps = 0
+        self.offline = False
 
     # --- acting ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -217,10 +229,26 @@ class CRLAgent:
         self.buffer.add(obs["observation"], action, self.reached_goal(next_obs), terminated | truncated)
         self.env_steps += self.num_envs
 
+    def set_dataset(self, data: dict[str, np.ndarray]) -> None:
+        """Learn offline: the buffer holds the dataset's episodes (agents.goal_dataset layout), relabelled with future
+        goals as online; `update` then takes `updates_per_step` gradient steps per call, with no warm-up."""
+        wrong = {k: (data[k].shape[1], d) for k, d in self.dims.items() if data[k].shape[1] != d}
+        if wrong:
+            raise ValueError(f"the dataset's widths {wrong} (dataset, env) do not match this env's spaces")
+        as_tensor = lambda key: torch.as_tensor(data[key], dtype=torch.float32, device=self.device)  # noqa: E731
+        next_obs = {"achieved_goal": as_tensor("next_achieved_goals"), "observation": as_tensor("next_observations")}
+        bounds = episode_bounds(data["terminals"])
+        old = self.buffer
+        self.buffer = GoalReplayBuffer(old.observation.shape[-1], self.action_dim, old.next_achieved_goal.shape[-1], 1,
+                                       (len(bounds) + 1) * self.max_episode_steps, self.max_episode_steps, self.device,
+                                       motion_dims=old.motion_dims)
+        self.buffer.add_episodes(as_tensor("observations"), as_tensor("actions"), self.reached_goal(next_obs), bounds)
+        self.offline = True
+
     # --- learning ----------------------------------------------------------------------------------------
     def update(self) -> dict[str, torch.Tensor]:
-        """`updates_per_step` gradient steps once warm-up is over and an episode is stored."""
-        if self.env_steps < self.cfg.warmup_steps or len(self.buffer) == 0:
+        """`updates_per_step` gradient steps once warm-up is over (offline: at once) and an episode is stored."""
+        if (not self.offline and self.env_steps < self.cfg.warmup_steps) or len(self.buffer) == 0:
             return {}
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.updates_per_step):
@@ -259,6 +287,9 @@ class CRLAgent:
         pi_sa_repr = self.critic.sa_encoder(torch.cat([state, pi_action], -1))
         q = critic_diag(pi_sa_repr, actor_goal_repr, cfg.energy)
         actor_loss = (alpha * log_prob - q).mean()
+        if cfg.bc_coef > 0:  # stay near the data's actions for the relabelled goal (Zheng et al. 2023)
+            bc_loss = -self.actor.log_prob(torch.cat([obs, goal], -1), action).mean()
+            actor_loss = actor_loss + cfg.bc_coef * bc_loss
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
@@ -278,6 +309,7 @@ class CRLAgent:
             "logits_pos": logits.diagonal().mean().detach(),
             "logits_neg": logits.detach().mean(),
             "categorical_accuracy": correct,
+            **({"bc_loss": bc_loss.detach()} if cfg.bc_coef > 0 else {}),
         }
 
     def _td_critic_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

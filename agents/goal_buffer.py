@@ -76,6 +76,27 @@ class GoalReplayBuffer:
             self.next_slot = (self.next_slot + 1) % self.num_slots
             self.t[env] = 0
 
+    def add_episodes(self, observation: torch.Tensor, action: torch.Tensor, next_achieved_goal: torch.Tensor,
+                     bounds: np.ndarray) -> None:
+        """Store whole episodes of an offline dataset: step tensors (T, dim) and bounds (E, 2), the [start, end) rows
+        of each; one slot per episode after the open ones (which stay empty and unsampled)."""
+        lengths = bounds[:, 1] - bounds[:, 0]
+        if lengths.max() > self.max_len:
+            raise ValueError(f"a dataset episode has {lengths.max()} steps, more than max_episode_steps={self.max_len}")
+        if len(bounds) > self.num_slots - self.num_envs:
+            raise ValueError(f"{len(bounds)} episodes do not fit in {self.num_slots - self.num_envs} episode slots")
+        for slot, (start, end) in enumerate(bounds, start=self.num_envs):
+            length = end - start
+            self.observation[slot, :length] = observation[start:end]
+            self.action[slot, :length] = action[start:end]
+            self.next_achieved_goal[slot, :length] = next_achieved_goal[start:end]
+            self.lengths[slot] = length
+            if self.motion_dims:
+                path = next_achieved_goal[start:end, : self.motion_dims]
+                self.motion[slot] = (path[1:] - path[:-1]).norm(dim=-1).sum()
+        self.num_episodes += len(bounds)
+        self.next_slot = (self.num_envs + len(bounds)) % self.num_slots
+
     def __len__(self) -> int:
         """Number of finished episodes held (up to capacity)."""
         return min(self.num_episodes, self.num_slots - self.num_envs)

@@ -61,8 +61,17 @@ class TanhGaussianPolicy(nn.Module):
         mean, log_std = self.net(x).chunk(2, dim=-1)
         log_std = log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
         pre_tanh = mean if deterministic else mean + log_std.exp() * torch.randn_like(mean)
-        action = torch.tanh(pre_tanh)
-        # Gaussian log-density, then the change of variables through tanh (numerically stable form).
+        return torch.tanh(pre_tanh), self._squashed_log_density(mean, log_std, pre_tanh)
+
+    @staticmethod
+    def _squashed_log_density(mean: torch.Tensor, log_std: torch.Tensor, pre_tanh: torch.Tensor) -> torch.Tensor:
+        """Gaussian log-density of `pre_tanh`, then the change of variables through tanh (numerically stable form)."""
         gauss = -0.5 * ((pre_tanh - mean) / log_std.exp()).pow(2) - log_std - 0.5 * math.log(2 * math.pi)
         squash = 2.0 * (math.log(2.0) - pre_tanh - nn.functional.softplus(-2.0 * pre_tanh))
-        return action, (gauss - squash).sum(-1)
+        return (gauss - squash).sum(-1)
+
+    def log_prob(self, x: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """Log-density (B,) of given actions (B, A) in [-1, 1] (e.g. a dataset's, for a behaviour-cloning term)."""
+        mean, log_std = self.net(x).chunk(2, dim=-1)
+        log_std = log_std.clamp(self.LOG_STD_MIN, self.LOG_STD_MAX)
+        return self._squashed_log_density(mean, log_std, torch.atanh(action.clamp(-1 + 1e-6, 1 - 1e-6)))

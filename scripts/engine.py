@@ -320,7 +320,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     random.seed(cfg.seed)
     np.random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    loop = agent_loop(cfg.agent.name)
+    loop = agent_loop(cfg.agent.name, agent_options(cfg))
     device = resolve_device(cfg.device)
     built = build_run(cfg, run_dir, checkpoint, device, offline=loop == "offline")
     steps, wall_offset = 0, 0.0

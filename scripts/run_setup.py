@@ -13,8 +13,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
 import envs  # noqa: F401  (registers crlab/ envs)
-from agents import make_agent
+from agents import dataset_format, make_agent
 from agents.base import RelabelsRewards
+from agents.goal_dataset import load_goal_dataset
 from agents.preference_dataset import load_preference_dataset
 from rewards.from_config import feedback_from_config, reward_from_config
 from rewards.wrapper import VectorRewardWrapper
@@ -81,14 +82,21 @@ class Built:
                 env.close()
 
 
+DATASET_LOADERS = {"goal": load_goal_dataset, "preferences": load_preference_dataset}
+DATASET_MAKERS = {"goal": "python -m scripts.make_dataset", "preferences": "python -m scripts.make_preferences"}
+
+
 def build_offline(cfg: DictConfig, device: torch.device) -> Built:
-    """An offline run (cpl): evaluation / video envs and the agent with its dataset (`agent.dataset`)."""
+    """An offline run (cpl; crl or gcbc with agent.dataset): evaluation / video envs and the agent with its dataset."""
     reward_name = (cfg.get("reward") or {"name": "none"})["name"]
     if reward_name != "none":
-        raise ValueError(f"agent={cfg.agent.name} learns offline from its dataset's labels; reward={reward_name} does not apply")
+        raise ValueError(f"agent={cfg.agent.name} learns offline from its dataset; reward={reward_name} does not apply")
+    kind = dataset_format(cfg.agent.name)
+    if kind is None:
+        raise ValueError(f"agent={cfg.agent.name} learns online only; agent.dataset does not apply")
     if not cfg.agent.get("dataset"):
-        raise ValueError(f"agent={cfg.agent.name} needs agent.dataset=FILE (make one with python -m scripts.make_preferences)")
-    data = load_preference_dataset(cfg.agent.dataset)
+        raise ValueError(f"agent={cfg.agent.name} needs agent.dataset=FILE (make one with {DATASET_MAKERS[kind]})")
+    data = DATASET_LOADERS[kind](cfg.agent.dataset)
     eval_env = make_envs(cfg, cfg.eval_episodes)
     agent = agent_from_config(cfg, eval_env.single_observation_space, eval_env.single_action_space, eval_env.num_envs, device)
     agent.set_dataset(data)

@@ -46,7 +46,7 @@ from agents.preference_dataset import load_preference_dataset
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig
 from envs.text_game import NumericView
 from scripts.bench import machine_info, write_results
-from scripts.engine import Engine, EnvSource, train
+from scripts.engine import DatasetSource, Engine, EnvSource, train
 from scripts.evaluate import evaluate
 from scripts.run_setup import compose_config, make_envs
 
@@ -328,8 +328,7 @@ def cpl_text(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     agent = make_agent("cpl", {"hidden": [256, 256], "alpha": 1.0, "lr": 1e-3}, env.single_observation_space,
                        env.single_action_space, env.num_envs, 1, CPU)
     agent.set_dataset(data)
-    for _ in range(args.cpl_text_updates):
-        agent.update()
+    DatasetSource(agent).drive(Engine([], total_steps=args.cpl_text_updates))
     greedy = lambda obs: agent.act(obs_to_tensor(obs, CPU), deterministic=True).numpy()  # noqa: E731
     out = {"cpl": mean_return(env, greedy, 1000, args.seed + 1),
            "oracle": mean_return(env, lambda obs: env.unwrapped.oracle_actions(), 1000, args.seed + 1),
@@ -372,8 +371,7 @@ def text_policies(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     agent = make_agent("cpl", {"hidden": [256, 256], "alpha": 1.0, "lr": 1e-3, "text_encoder": "minilm"},
                        env.single_observation_space, env.single_action_space, env.num_envs, 1, CPU)
     agent.set_dataset(data)
-    for _ in range(args.cpl_text_updates):
-        agent.update()
+    DatasetSource(agent).drive(Engine([], total_steps=args.cpl_text_updates))
     greedy = lambda obs: agent.act(obs_to_tensor(obs, CPU), deterministic=True).numpy()  # noqa: E731
     results["cpl_FlightPreference"] = {
         "cpl": mean_return(env, greedy, 500, args.seed + 1),

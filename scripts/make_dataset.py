@@ -1,0 +1,94 @@
+"""Offline goal-conditioned datasets: `python -m scripts.make_dataset env=NAME policy=oracle|noisy|random
+episodes=N [noise=0.5] [out=PATH]`, written in the agents.goal_dataset layout for `agent=crl agent.dataset=PATH`
+and `agent=gcbc agent.dataset=PATH`.
+
+`oracle` is the env's scripted policy (envs/scripted.py), `noisy` the same with N(0, noise²) added to every action
+(clipped), the kind of data OGBench's "noisy" datasets and Stabilizing CRL's scripted-plus-noise data are;
+`random` takes uniform actions. Episodes run to the env config's `max_episode_steps`; each copy's episode is
+written whole once it ends.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import hydra
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+import envs  # noqa: F401  (registers crlab/ envs)
+from agents.goal_dataset import STEP_FIELDS, save_goal_dataset
+from envs.batched import true_next_obs
+from envs.scripted import noisy_policy, random_policy, scripted_policy
+from scripts.cli import check_overrides, user_errors
+
+POLICIES = ("oracle", "noisy", "random")
+
+
+def collect(env_cfg: DictConfig, policy_name: str, noise: float, episodes: int, num_envs: int, seed: int,
+            progress: bool = False) -> dict[str, np.ndarray]:
+    """`episodes` whole episodes of the policy in `num_envs` copies of the env of `env_cfg`, as STEP_FIELDS arrays."""
+    if policy_name not in POLICIES:
+        raise ValueError(f"policy={policy_name!r} is not one of {list(POLICIES)}")
+    if not noise >= 0:
+        raise ValueError(f"noise={noise} must be >= 0")
+    if episodes < 1 or num_envs < 1:
+        raise ValueError(f"episodes={episodes} and num_envs={num_envs} must be >= 1")
+    kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
+    env = gymnasium.make_vec(env_cfg.id, num_envs=num_envs, max_episode_steps=env_cfg.max_episode_steps, **kwargs)
+    space = env.single_observation_space
+    if not isinstance(space, gymnasium.spaces.Dict) or not {"observation", "achieved_goal", "desired_goal"} <= set(space.spaces):
+        env.close()
+        raise ValueError(f"env={env_cfg.name} is not a goal env (Dict observation / achieved_goal / desired_goal)")
+    rng = np.random.default_rng(seed)
+    if policy_name == "random":
+        one = random_policy(env.single_action_space, seed)
+    else:
+        single = gymnasium.make(env_cfg.id, **kwargs)
+        one = scripted_policy(single)
+        if policy_name == "noisy":
+            one = noisy_policy(one, env.single_action_space, noise, rng)
+    open_rows: list[list[dict[str, Any]]] = [[] for _ in range(num_envs)]
+    finished: list[dict[str, Any]] = []
+    done_count = 0
+    bar = tqdm(total=episodes, unit="episode", desc=f"{env_cfg.name} {policy_name}", disable=not progress)
+    obs, _ = env.reset(seed=seed)
+    while done_count < episodes:
+        action = np.stack([one({k: v[i] for k, v in obs.items()}) for i in range(num_envs)]).astype(np.float32)
+        next_obs, _, terminated, truncated, info = env.step(action)
+        real_next = true_next_obs(next_obs, info)
+        done = terminated | truncated
+        for i in range(num_envs):
+            open_rows[i].append({"observations": obs["observation"][i], "actions": action[i],
+                                 "next_observations": real_next["observation"][i],
+                                 "achieved_goals": obs["achieved_goal"][i],
+                                 "next_achieved_goals": real_next["achieved_goal"][i], "terminals": bool(done[i])})
+            if done[i]:
+                if done_count < episodes:
+                    finished += open_rows[i]
+                    done_count += 1
+                    bar.update(1)
+                open_rows[i] = []
+        obs = next_obs
+    bar.close()
+    env.close()
+    return {k: np.stack([r[k] for r in finished]) for k in STEP_FIELDS}
+
+
+@hydra.main(config_path="conf", config_name="make_dataset", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    with user_errors():
+        steps = collect(cfg.env, cfg.policy, cfg.noise, cfg.episodes, cfg.num_envs, cfg.seed, cfg.progress)
+        out = Path(cfg.out) if cfg.out else Path("data") / f"{cfg.env.name}_{cfg.policy}.npz"
+        path = save_goal_dataset(out, steps, env_id=cfg.env.id, policy=cfg.policy, noise=float(cfg.noise),
+                                 seed=int(cfg.seed), episodes=int(cfg.episodes))
+    print(f"dataset: {path} ({len(steps['actions']):,} steps, {cfg.episodes} episodes)")
+
+
+if __name__ == "__main__":
+    check_overrides(Path(__file__).parent / "conf", "make_dataset", sys.argv[1:])
+    main()
