@@ -55,3 +55,10 @@ class RelabelsRewards(Protocol):
 
     def relabel_rewards(self, reward_fn: RewardFn) -> None:
         """Overwrite every stored reward with reward_fn(obs, action, next_obs), in batches on the buffer's device."""
+
+
+def compiled_update(update_on: Callable[[dict[str, Any]], dict[str, torch.Tensor]], enabled: bool
+                    ) -> Callable[[dict[str, Any]], dict[str, torch.Tensor]]:
+    """An agent's `update_on(batch)` (losses, backward passes and optimizer steps) through `torch.compile` when
+    `enabled` (`agent.compile=true`); otherwise `update_on` itself. One compilation per batch shape."""
+    return torch.compile(update_on) if enabled else update_on

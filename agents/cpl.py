@@ -27,7 +27,7 @@ from gymnasium import spaces
 from torch import nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
-from agents.base import TensorObs
+from agents.base import TensorObs, compiled_update
 from agents.encoders import PixelEncoder, center_crop, default_crop_size, pixel_shape, pixels_of, random_crop
 from agents.networks import mlp
 from agents.policy_inputs import PolicyInputs, option_dim, score_options
@@ -52,6 +52,7 @@ class CPLConfig:
     feature_dim: int = 50  # pixel policies: PixelEncoder feature size
     crop_size: int | None = None  # pixel policies: None: 100 -> 84, proportional otherwise
     text_encoder: str | None = None  # text games: `minilm` (or a local sentence-transformers folder) scores options
+    compile: bool = False  # torch.compile the update (losses, backward, optimizer step); not with text_encoder
 
     def __post_init__(self) -> None:
         if not 0.0 < self.bias <= 1.0:
@@ -171,6 +172,9 @@ class CPLAgent:
         self.obs_std = torch.ones(in_dim, device=device)
         self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, fused=True)
         self.data: dict[str, torch.Tensor] | None = None
+        if cfg.compile and cfg.text_encoder is not None:
+            raise ValueError("cpl compile=true cannot trace the text encoder's string inputs; use compile=false with text_encoder")
+        self.update_step = compiled_update(self.update_on, cfg.compile)
         self.num_updates = 0
 
     # --- inputs ------------------------------------------------------------------------------------------
@@ -276,7 +280,7 @@ class CPLAgent:
             raise RuntimeError("cpl has no dataset: call set_dataset (scripts.train does, from agent.dataset)")
         idx = torch.randint(0, self.num_pairs, (self.cfg.batch_size,), device=self.device)
         take = lambda x: {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]  # noqa: E731
-        return self.update_on({k: take(v) for k, v in self.data.items()})
+        return self.update_step({k: take(v) for k, v in self.data.items()})
 
     def update_on(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """One step on pairs {obs_a, action_a, obs_b, action_b: (P, L, ...), label (P,)}."""

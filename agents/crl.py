@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from agents.base import TensorObs
+from agents.base import TensorObs, compiled_update
 from agents.goal_buffer import GoalReplayBuffer
 from agents.goal_dataset import episode_bounds
 from agents.networks import TanhGaussianPolicy, mlp
@@ -71,6 +71,7 @@ class CRLConfig:
     goal_motion_share: float = 0.0  # share of each batch from episodes drawn by how far their achieved goal moved
     dataset: str | None = None  # a goal dataset (scripts.make_dataset): learn offline from it, no env step
     bc_coef: float = 0.0  # weight of the actor's behaviour-cloning term -log pi(a_data | s, g) (Stabilizing CRL)
+    compile: bool = False  # torch.compile the update (losses, backward, optimizer steps)
 
     def __post_init__(self) -> None:
         if len(self.goal_observation_indices) != len(self.command_from_goal):
@@ -200,6 +201,7 @@ class CRLAgent:
                                        device, motion_dims=env_goal_dim if cfg.goal_motion_share > 0 else 0)
         self.env_steps = 0
         self.offline = False
+        self.update_step = compiled_update(self.update_on, cfg.compile)
 
     # --- acting ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -252,7 +254,7 @@ class CRLAgent:
             return {}
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.updates_per_step):
-            metrics = self.update_on(self.buffer.sample(self.cfg.batch_size, self.cfg.discount,
+            metrics = self.update_step(self.buffer.sample(self.cfg.batch_size, self.cfg.discount,
                                                         self.cfg.goal_motion_share))
         return metrics
 

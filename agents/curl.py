@@ -159,6 +159,7 @@ class CURLAgent:
         self.buffer = PixelReplayBuffer(shape, self.action_dim, cfg.buffer_size, buffer_device, num_envs, max_episode_steps)
         self.env_steps = 0
         self.num_updates = 0
+        self.update_step = self.update_on  # not compiled: its graph breaks re-enter a freed backward graph
         self.update_credit = 0.0  # fractional gradient steps carried between vector steps
 
     # --- acting ------------------------------------------------------------------------------------------
@@ -210,7 +211,7 @@ class CURLAgent:
         while self.update_credit >= 1.0:
             self.update_credit -= 1.0
             batch = {k: v.to(self.device, non_blocking=True) for k, v in self.buffer.sample(self.cfg.batch_size).items()}
-            metrics = self.update_on(batch)
+            metrics = self.update_step(batch)
         return metrics
 
     def update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

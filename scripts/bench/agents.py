@@ -24,6 +24,9 @@ Parts (budgets are defaults; each flag is listed by --help):
                  scripts.train with time_limit_s, for --goal-seeds: --goal-tasks picks from GOAL_TASKS (task ->
                  budget, agents beside each other); prints each run's success curve (evaluation every
                  --goal-eval-every env steps) and its final success
+    offline_goal offline goal-conditioned RL on crlab Push (--offline-env): one dataset of the noisy scripted policy
+                 (scripts.make_dataset), then offline CRL (+ BC term), GCBC and online CRL, all at --offline-updates
+                 gradient steps (online: the env steps that give as many updates), for --offline-seeds
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from scripts.run_setup import compose_config, make_envs
 CPU = torch.device("cpu")
 TEXT_ENVS = ("crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0")
 PARTS = ("ppo_reach", "ppo_vs_sb3", "curl_pixels", "cpl_reach", "ppo_text", "cpl_text", "text_policies", "goal_suites",
-         "cpl_metaworld")
+         "cpl_metaworld", "offline_goal")
 # goal_suites: task -> (env config, wall-clock seconds, {run name: overrides}); the budgets are the issue's
 PUSH_GOAL_STATE = ["agent.goal_observation_indices=[0,1]", "agent.command_from_goal=[0,1]"]
 PUSH_MOTION = ["agent.goal_motion_share=0.5"]
@@ -61,7 +64,10 @@ PUSH_MOTION = ["agent.goal_motion_share=0.5"]
 FETCH_GRIPPER_GOAL = ["agent.goal_observation_indices=[0,1,2]", "agent.command_from_goal=[0,1,2]"]
 GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
     "fetch_reach": ("fetch_reach", 300, {"crl": ["agent=crl"], "sb3_sac_her": ["agent=sb3_sac"],
-                                         "sb3_tqc_her": ["agent=sb3_tqc"]}),
+                                         "sb3_tqc_her": ["agent=sb3_tqc"],
+                                         "ppo_dense": ["agent=ppo", "env.kwargs.reward_type=dense", "env.num_envs=32"]}),
+    # PPO on MetaWorld's own dense reward (the plain env), at the FetchReach-sized budget doubled
+    "mw_drawer_open": ("mw_drawer_open", 600, {"ppo": ["agent=ppo"]}),
     "point_maze_medium": ("point_maze_medium", 600, {"crl_infonce": ["agent=crl"],
                                                      "crl_td_infonce": ["agent=crl", "agent.contrastive_loss=td_infonce"]}),
     "push": ("push", 1200, {"crl": ["agent=crl"], "crl_goal_state": ["agent=crl", *PUSH_GOAL_STATE],
@@ -410,7 +416,43 @@ def goal_suites(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     return results
 
 
-RUNNERS = {"cpl_metaworld": cpl_metaworld,
+def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
+    import csv
+
+    from agents.goal_dataset import save_goal_dataset
+    from scripts.make_dataset import collect
+
+    env_cfg = compose_config("make_dataset", [f"env={args.offline_env}"]).env
+    start = time.perf_counter()
+    steps = collect(env_cfg, "noisy", args.offline_noise, args.offline_episodes, 16, seed=0)
+    data = save_goal_dataset(out_dir / "offline_data.npz", steps, env_id=env_cfg.id, policy="noisy",
+                             noise=args.offline_noise, seed=0, episodes=args.offline_episodes)
+    results: dict[str, Any] = {"dataset": {"episodes": args.offline_episodes, "steps": len(steps["actions"]),
+                                           "noise": args.offline_noise, "collect_s": time.perf_counter() - start}}
+    g = args.offline_updates
+    warmup = 2_000 + int(env_cfg.num_envs) * int(env_cfg.max_episode_steps)  # crl's warm-up, then one stored episode
+    online_steps = warmup + g * int(env_cfg.num_envs)  # one update per vector step of num_envs copies
+    runs = {"crl_offline_bc": ["agent=crl", f"agent.dataset={data}", f"agent.bc_coef={args.offline_bc}",
+                               f"total_env_steps={g}", f"eval_every={g // 4}"],
+            "crl_offline": ["agent=crl", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
+            "gcbc": ["agent=gcbc", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
+            "crl_online": ["agent=crl", f"total_env_steps={online_steps}", f"eval_every={online_steps // 4}"]}
+    for seed in args.offline_seeds:
+        for name, overrides in runs.items():
+            run_dir = out_dir / f"offline_{name}_seed{seed}"
+            begin = time.perf_counter()
+            train(train_config(*overrides, f"env={args.offline_env}", f"seed={seed}", f"checkpoint_every={g * 100}",
+                               f"torch_threads={args.threads}"), run_dir)
+            with open(run_dir / "metrics.csv", newline="") as f:
+                table = list(csv.DictReader(f))
+            curve = [(int(r["env_steps"]), round(float(r["eval_success_rate"]), 3)) for r in table]
+            results[f"{name}.seed{seed}"] = {"success": float(table[-1]["eval_success_rate"]), "gradient_steps": g,
+                                              "wall_s": time.perf_counter() - begin, "curve": str(curve)}
+            print(f"offline_goal {name} seed {seed}: {curve}", flush=True)
+    return results
+
+
+RUNNERS = {"cpl_metaworld": cpl_metaworld, "offline_goal": offline_goal,
            "goal_suites": goal_suites, "ppo_reach": ppo_reach, "ppo_vs_sb3": ppo_vs_sb3, "curl_pixels": curl_pixels, "cpl_reach": cpl_reach,
            "ppo_text": ppo_text, "text_policies": text_policies, "cpl_text": cpl_text}
 
@@ -439,6 +481,12 @@ def main() -> None:
     parser.add_argument("--cpl-episodes", type=int, default=1200)
     parser.add_argument("--cpl-pairs", type=int, default=10_000)
     parser.add_argument("--cpl-segment-length", type=int, default=10)
+    parser.add_argument("--offline-env", default="push", help="offline_goal: env config")
+    parser.add_argument("--offline-episodes", type=int, default=1000, help="offline_goal: dataset episodes")
+    parser.add_argument("--offline-noise", type=float, default=0.3, help="offline_goal: action noise of the data")
+    parser.add_argument("--offline-updates", type=int, default=10_000, help="offline_goal: gradient steps per run")
+    parser.add_argument("--offline-bc", type=float, default=0.1, help="offline_goal: agent.bc_coef of crl_offline_bc")
+    parser.add_argument("--offline-seeds", type=int, nargs="+", default=[0], help="offline_goal: seeds")
     parser.add_argument("--cpl-seeds", type=int, nargs="+", default=[0, 1, 2], help="cpl_reach: one dataset per seed")
     parser.add_argument("--cpl-gold-score", default="progress", choices=["progress", "return"],
                         help="cpl_reach: label segments by their reward gain (regret-like) or their return")

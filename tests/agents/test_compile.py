@@ -1,0 +1,66 @@
+"""agent.compile=true runs the same update: compiled and eager agents from the same seed stay equal (CPU, float
+tolerance). The graphs are traced by torch.compile and run by its `aot_eager` backend here (the traced forward and
+backward without Inductor's C++ code generation, which takes a minute per agent on this CPU; scripts.bench.gpu
+measures the Inductor path)."""
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from gymnasium import spaces
+
+import agents.base
+from agents import make_agent
+
+CPU = torch.device("cpu")
+GOAL_SPACE = spaces.Dict({"observation": spaces.Box(-np.inf, np.inf, (4,)), "achieved_goal": spaces.Box(-np.inf, np.inf, (2,)),
+                          "desired_goal": spaces.Box(-np.inf, np.inf, (2,))})
+
+
+@pytest.fixture(autouse=True)
+def traced_without_codegen(monkeypatch):
+    monkeypatch.setattr(agents.base.torch, "compile", functools.partial(torch.compile, backend="aot_eager"))
+    torch._dynamo.reset()
+
+
+def crl_batch(g):
+    return {"observation": torch.randn(32, 4, generator=g), "action": torch.rand(32, 2, generator=g) * 2 - 1,
+            "goal": torch.randn(32, 2, generator=g)}
+
+
+def cpl_batch(g):
+    return {"obs_a": torch.randn(8, 5, 4, generator=g), "obs_b": torch.randn(8, 5, 4, generator=g),
+            "action_a": torch.rand(8, 5, 2, generator=g) * 2 - 1, "action_b": torch.rand(8, 5, 2, generator=g) * 2 - 1,
+            "label": (torch.rand(8, generator=g) > 0.5).float()}
+
+
+CASES = {
+    "crl": ({"hidden": [32, 32], "repr_dim": 8, "batch_size": 32, "actor_random_goals": 0.5, "bc_coef": 0.1},
+            GOAL_SPACE, spaces.Box(-1, 1, (2,)), crl_batch),
+    "cpl": ({"hidden": [32], "batch_size": 8, "norm_obs": False}, spaces.Box(-np.inf, np.inf, (4,)), spaces.Box(-1, 1, (2,)),
+            cpl_batch),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compiled_update_equals_eager(name):
+    options, obs_space, action_space, make_batch = CASES[name]
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        agent = make_agent(name, {**options, "compile": compiled}, obs_space, action_space, 1, 5, CPU)
+        g = torch.Generator().manual_seed(1)
+        metrics = [agent.update_step(make_batch(g)) for _ in range(3)]
+        runs.append((agent, metrics))
+    (eager, eager_metrics), (compiled, compiled_metrics) = runs
+    assert compiled.update_step is not compiled.update_on and eager.update_step == eager.update_on
+    for a, b in zip(eager_metrics, compiled_metrics):
+        assert a.keys() == b.keys()
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+    state_a, state_b = eager.state_dict(), compiled.state_dict()
+    for key, value in state_a.items():
+        if isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):  # network weights
+            for k in value:
+                torch.testing.assert_close(state_b[key][k], value[k], rtol=1e-4, atol=1e-5)
