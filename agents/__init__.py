@@ -13,6 +13,7 @@ from agents.cpl import CPLAgent, CPLConfig
 from agents.crl import CRLAgent, CRLConfig
 from agents.curl import CURLAgent, CURLConfig
 from agents.gcbc import GCBCAgent, GCBCConfig
+from agents.gciql import GCIQLAgent, GCIQLConfig
 from agents.ppo import PPOAgent, PPOConfig
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig, SB3SACAgent, SB3SACConfig, SB3TQCAgent, SB3TQCConfig
 
@@ -22,6 +23,7 @@ AGENTS: dict[str, tuple[type, type]] = {
     "curl": (CURLAgent, CURLConfig),
     "cpl": (CPLAgent, CPLConfig),
     "gcbc": (GCBCAgent, GCBCConfig),
+    "gciql": (GCIQLAgent, GCIQLConfig),
     "sb3_ppo": (SB3PPOAgent, SB3PPOConfig),
     "sb3_sac": (SB3SACAgent, SB3SACConfig),
     "sb3_tqc": (SB3TQCAgent, SB3TQCConfig),
@@ -69,7 +71,7 @@ POSITIVE = ("batch_size", "buffer_size", "repr_dim", "num_steps", "num_minibatch
             "updates_per_step", "feature_dim", "num_filters", "num_conv_layers", "hidden_dim", "n_quantiles",
             "n_critics", "train_freq")
 NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm", "bc_coef")
-UNIT_INTERVAL = ("discount", "tau", "target_tau", "gae_lambda")  # (0, 1]
+UNIT_INTERVAL = ("discount", "tau", "target_tau", "gae_lambda", "expectile")  # (0, 1]
 
 
 def check_agent_values(name: str, options: dict[str, Any]) -> None:

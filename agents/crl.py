@@ -34,8 +34,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.base import TensorObs, compiled_update
-from agents.goal_buffer import GoalReplayBuffer
-from agents.goal_dataset import episode_bounds
+from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset
 from agents.networks import TanhGaussianPolicy, mlp
 
 ENERGIES = ("dot", "l2", "norm")
@@ -234,17 +233,10 @@ class CRLAgent:
     def set_dataset(self, data: dict[str, np.ndarray]) -> None:
         """Learn offline: the buffer holds the dataset's episodes (agents.goal_dataset layout), relabelled with future
         goals as online; `update` then takes `updates_per_step` gradient steps per call, with no warm-up."""
-        wrong = {k: (data[k].shape[1], d) for k, d in self.dims.items() if data[k].shape[1] != d}
-        if wrong:
-            raise ValueError(f"the dataset's widths {wrong} (dataset, env) do not match this env's spaces")
         as_tensor = lambda key: torch.as_tensor(data[key], dtype=torch.float32, device=self.device)  # noqa: E731
         next_obs = {"achieved_goal": as_tensor("next_achieved_goals"), "observation": as_tensor("next_observations")}
-        bounds = episode_bounds(data["terminals"])
-        old = self.buffer
-        self.buffer = GoalReplayBuffer(old.observation.shape[-1], self.action_dim, old.next_achieved_goal.shape[-1], 1,
-                                       (len(bounds) + 1) * self.max_episode_steps, self.max_episode_steps, self.device,
-                                       motion_dims=old.motion_dims)
-        self.buffer.add_episodes(as_tensor("observations"), as_tensor("actions"), self.reached_goal(next_obs), bounds)
+        self.buffer = buffer_from_dataset(data, self.dims, self.max_episode_steps, self.device,
+                                          next_goals=self.reached_goal(next_obs), motion_dims=self.buffer.motion_dims)
         self.offline = True
 
     # --- learning ----------------------------------------------------------------------------------------

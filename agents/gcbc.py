@@ -14,8 +14,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import TensorObs
-from agents.goal_buffer import GoalReplayBuffer
-from agents.goal_dataset import episode_bounds
+from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset
 from agents.networks import TanhGaussianPolicy
 
 
@@ -61,14 +60,7 @@ class GCBCAgent:
 
     def set_dataset(self, data: dict[str, np.ndarray]) -> None:
         """The dataset's episodes (agents.goal_dataset layout) become the hindsight-goal buffer."""
-        wrong = {k: (data[k].shape[1], d) for k, d in self.dims.items() if data[k].shape[1] != d}
-        if wrong:
-            raise ValueError(f"the dataset's widths {wrong} (dataset, env) do not match this env's spaces")
-        bounds = episode_bounds(data["terminals"])
-        self.buffer = GoalReplayBuffer(self.dims["observations"], self.dims["actions"], self.dims["achieved_goals"], 1,
-                                       (len(bounds) + 1) * self.max_episode_steps, self.max_episode_steps, self.device)
-        as_tensor = lambda key: torch.as_tensor(data[key], dtype=torch.float32, device=self.device)  # noqa: E731
-        self.buffer.add_episodes(as_tensor("observations"), as_tensor("actions"), as_tensor("next_achieved_goals"), bounds)
+        self.buffer = buffer_from_dataset(data, self.dims, self.max_episode_steps, self.device)
 
     @torch.no_grad()
     def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from agents.goal_dataset import episode_bounds
+
 
 def future_goal_offsets(length_left: torch.Tensor, discount: float) -> torch.Tensor:
     """Offsets k in [1, length_left] with P(k) proportional to discount^(k-1) (truncated geometric).
@@ -135,3 +137,20 @@ class GoalReplayBuffer:
             "offset": k,
             "length": length,
         }
+
+
+def buffer_from_dataset(data: dict[str, np.ndarray], dims: dict[str, int], max_episode_steps: int, device: torch.device,
+                        next_goals: torch.Tensor | None = None, motion_dims: int = 0) -> GoalReplayBuffer:
+    """A buffer holding a goal dataset's episodes (agents.goal_dataset layout) for offline agents. `dims` are the
+    env's widths {observations, actions, achieved_goals} (a mismatch is a clear error); `next_goals` (T, G') replaces
+    the dataset's next achieved goals when an agent's goals carry more (crl's goal_observation_indices)."""
+    wrong = {k: (data[k].shape[1], d) for k, d in dims.items() if data[k].shape[1] != d}
+    if wrong:
+        raise ValueError(f"the dataset's widths {wrong} (dataset, env) do not match this env's spaces")
+    as_tensor = lambda key: torch.as_tensor(data[key], dtype=torch.float32, device=device)  # noqa: E731
+    goals = as_tensor("next_achieved_goals") if next_goals is None else next_goals
+    bounds = episode_bounds(data["terminals"])
+    buffer = GoalReplayBuffer(dims["observations"], dims["actions"], goals.shape[-1], 1,
+                              (len(bounds) + 1) * max_episode_steps, max_episode_steps, device, motion_dims)
+    buffer.add_episodes(as_tensor("observations"), as_tensor("actions"), goals, bounds)
+    return buffer

@@ -25,7 +25,7 @@ Parts (budgets are defaults; each flag is listed by --help):
                  budget, agents beside each other); prints each run's success curve (evaluation every
                  --goal-eval-every env steps) and its final success
     offline_goal offline goal-conditioned RL on crlab Push (--offline-env): one dataset of the noisy scripted policy
-                 (scripts.make_dataset), then offline CRL (+ BC term), GCBC and online CRL, all at --offline-updates
+                 (scripts.make_dataset), then offline CRL (+ BC term), GCBC, GCIQL and online CRL, all at --offline-updates
                  gradient steps (online: the env steps that give as many updates), for --offline-seeds
 """
 
@@ -436,6 +436,7 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                                f"total_env_steps={g}", f"eval_every={g // 4}"],
             "crl_offline": ["agent=crl", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
             "gcbc": ["agent=gcbc", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
+            "gciql": ["agent=gciql", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
             "crl_online": ["agent=crl", f"total_env_steps={online_steps}", f"eval_every={online_steps // 4}"]}
     for seed in args.offline_seeds:
         for name, overrides in runs.items():

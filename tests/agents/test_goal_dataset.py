@@ -109,3 +109,27 @@ def test_gcbc_fits_the_datas_actions_for_its_hindsight_goals():
     for _ in range(300):
         last = agent.update()["bc_loss"].item()
     assert last < first - 1.0  # the likelihood of the data's actions rose
+
+
+def test_expectile_loss_and_hindsight_reward_known_answers():
+    from agents.gciql import expectile_loss, hindsight_reward
+
+    assert expectile_loss(torch.tensor([1.0, -1.0]), 0.9).item() == pytest.approx(0.5)  # (0.9 + 0.1) / 2
+    assert expectile_loss(torch.tensor([2.0]), 0.9).item() == pytest.approx(3.6)
+    reward, reached = hindsight_reward(torch.tensor([1, 2, 1]), torch.tensor([False, False, True]))
+    assert reward.tolist() == [0.0, -1.0, -1.0] and reached.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_gciql_values_a_near_goal_above_a_far_one():
+    data = steps(lengths=(8,) * 30)
+    torch.manual_seed(0)
+    agent = make_agent("gciql", {"hidden": [64, 64], "batch_size": 128, "lr": 1e-3, "discount": 0.9, "target_tau": 0.05},
+                       SPACE, ACTIONS, 1, 8, CPU)
+    agent.set_dataset(data)
+    for _ in range(400):
+        metrics = agent.update()
+    assert set(metrics) >= {"value_loss", "critic_loss", "actor_loss"}
+    obs = torch.tensor([[2.0, 5.0, 1.0]])
+    value = lambda goal: agent.value(torch.cat([obs, torch.tensor([goal])], -1)).item()  # noqa: E731
+    near, far = value([3.0, 5.0]), value([7.0, 5.0])  # 1 step vs 5 steps ahead in episode 5
+    assert -1.5 < near and far < near - 0.5  # -(1 - 0.9^(k-1)) / (1 - 0.9): 0 vs -3.4 in the limit
