@@ -143,14 +143,16 @@ def buffer_from_dataset(data: dict[str, np.ndarray], dims: dict[str, int], max_e
                         next_goals: torch.Tensor | None = None, motion_dims: int = 0) -> GoalReplayBuffer:
     """A buffer holding a goal dataset's episodes (agents.goal_dataset layout) for offline agents. `dims` are the
     env's widths {observations, actions, achieved_goals} (a mismatch is a clear error); `next_goals` (T, G') replaces
-    the dataset's next achieved goals when an agent's goals carry more (crl's goal_observation_indices)."""
+    the dataset's next achieved goals when an agent's goals carry more (crl's goal_observation_indices). Episodes
+    may be longer than the env's evaluation episodes (OGBench's data: 1001 steps, evaluation: 200)."""
     wrong = {k: (data[k].shape[1], d) for k, d in dims.items() if data[k].shape[1] != d}
     if wrong:
         raise ValueError(f"the dataset's widths {wrong} (dataset, env) do not match this env's spaces")
     as_tensor = lambda key: torch.as_tensor(data[key], dtype=torch.float32, device=device)  # noqa: E731
     goals = as_tensor("next_achieved_goals") if next_goals is None else next_goals
     bounds = episode_bounds(data["terminals"])
-    buffer = GoalReplayBuffer(dims["observations"], dims["actions"], goals.shape[-1], 1,
-                              (len(bounds) + 1) * max_episode_steps, max_episode_steps, device, motion_dims)
+    max_len = max(max_episode_steps or 0, int((bounds[:, 1] - bounds[:, 0]).max()))  # data episodes may be longer
+    buffer = GoalReplayBuffer(dims["observations"], dims["actions"], goals.shape[-1], 1, (len(bounds) + 1) * max_len,
+                              max_len, device, motion_dims)
     buffer.add_episodes(as_tensor("observations"), as_tensor("actions"), goals, bounds)
     return buffer

@@ -1,0 +1,156 @@
+"""OGBench's cube-single (Park et al. 2024, `ogbench` 1.2.2) as a crlab goal env, `crlab/OGBenchCubeSingle-v0`, and
+its offline datasets generated locally with OGBench's own oracles (`collect_ogbench`).
+
+A UR5e arm with a Robotiq gripper moves one cube on a table. Observation `{observation (28,): OGBench's state
+observation (arm joints and velocities, effector position / yaw, gripper; cube position, quaternion, yaw),
+achieved_goal (3,): the cube's position in OGBench's scaled coordinates ((xyz - (0.425, 0, 0)) x 10, its "oracle
+representation"), desired_goal (3,): the evaluation task's goal in the same coordinates}`. Success is OGBench's own
+(the cube within 0.04 m of its goal, 0.4 scaled units), and an episode ends there (terminate_at_goal, as OGBench
+evaluates); the reward is sparse 0 / -1 on it (`compute_reward`, vectorized, for HER). Copy i plays OGBench
+evaluation task ((task_id - 1 + i) mod 5) + 1, so an evaluation env of 5k copies covers the five tasks equally
+(`task_id=None`: a random one of the five per episode). Episodes are 200 steps.
+
+OGBench itself conditions on whole goal observations; crlab's agents condition on the cube position, the oracle
+representation that OGBench provides for analysis. Data (`collect_ogbench`) follow data_gen_scripts/
+generate_manipspace.py: episodes of 1001 steps in `data_collection` mode, a new target whenever the oracle is done;
+`play` uses the plan oracle (noise 0.1, smoothing 0.5), `noisy` the Markov oracle with per-episode noise
+xi ~ U(0, 0.1) on (x, y, z, yaw x 3, gripper x 10) and 10 % random actions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from tqdm import tqdm
+
+from envs.batched import BatchedEnv, BatchedVectorEnv, Obs
+from envs.pixels import make_task
+from envs.suite import SuiteTask
+
+CENTER, SCALE = np.array([0.425, 0.0, 0.0]), 10.0  # OGBench's observation scaling of positions
+CUBE = slice(19, 22)  # the cube's scaled position in OGBench's (28,) observation
+SUCCESS_RADIUS = 0.04 * SCALE
+NUM_TASKS = 5
+EPISODE_STEPS = 200
+DATA_EPISODE_STEPS = 1001  # OGBench's dataset episodes
+
+
+def _ogbench_env(mode: str, **kwargs: Any) -> gymnasium.Env:
+    import ogbench.manipspace  # noqa: F401  (registers cube-single-v0)
+
+    env = gymnasium.make("cube-single-v0", mode=mode, disable_env_checker=True, **kwargs).unwrapped
+    env.metadata = {**env.metadata, "render_fps": 20}  # OGBench's control step is 0.05 s
+    return env
+
+
+class OGBenchCubeTask(SuiteTask):
+    """N copies of OGBench's cube-single in task mode, with goal-env observations."""
+
+    camera = {"distance": 1.2, "azimuth": 180.0, "elevation": -35.0, "lookat": (0.425, 0.0, 0.05)}
+    success_key = "success"
+    default_threads = 1
+
+    def __init__(self, num_envs: int = 1, task_id: int | None = 1, threads: int | None = None, width: int = 480,
+                 height: int = 480) -> None:
+        if task_id is not None and not 1 <= task_id <= NUM_TASKS:
+            raise ValueError(f"task_id={task_id} is not an OGBench cube-single task: 1..{NUM_TASKS} or None (random)")
+        self.task_id = task_id
+        super().__init__(num_envs, lambda: _ogbench_env("task", terminate_at_goal=True), threads, width, height)
+        box = lambda n: spaces.Box(-np.inf, np.inf, (n,), np.float64)  # noqa: E731
+        self.observation_space = spaces.Dict({"observation": box(28), "achieved_goal": box(3), "desired_goal": box(3)})
+
+    def reset_env(self, copy: int, seed: int | None) -> Obs:
+        env = self.envs[copy]
+        options = None if self.task_id is None else {"task_id": (self.task_id - 1 + copy) % NUM_TASKS + 1}
+        obs, _ = env.reset(seed=seed, options=options)
+        return self.convert_obs(obs, copy)
+
+    def convert_obs(self, obs: Obs, copy: int | None = None) -> Obs:
+        return goal_obs(np.asarray(obs, dtype=np.float64), self.envs[0 if copy is None else copy])
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        _, terminated, info = super().step(actions)
+        for i, result in enumerate(self._results):  # each copy's desired goal is its own task's
+            self._obs[i] = goal_obs(np.asarray(result[0], dtype=np.float64), self.envs[i])
+        obs = self.observe()  # the goal-env reward (0 / -1), as compute_reward gives it for the same goals
+        return self.compute_reward(obs["achieved_goal"], obs["desired_goal"], None), terminated, info
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        """OGBench's success as a sparse reward, 0 within SUCCESS_RADIUS else -1, any leading batch shape."""
+        return -(np.linalg.norm(achieved_goal - desired_goal, axis=-1) > SUCCESS_RADIUS).astype(np.float64)
+
+    def describe(self, copy: int) -> str:
+        obs = self._obs[copy]
+        return f"The cube is {np.linalg.norm(obs['achieved_goal'] - obs['desired_goal']) / SCALE:.2f} m from its goal."
+
+
+def goal_obs(observation: np.ndarray, env: gymnasium.Env) -> dict[str, np.ndarray]:
+    """OGBench's (28,) observation -> the goal-env dict, the desired goal read from the env's current task."""
+    goal = (np.asarray(env.cur_task_info["goal_xyzs"][0]) - CENTER) * SCALE
+    return {"observation": observation, "achieved_goal": observation[CUBE].copy(), "desired_goal": goal}
+
+
+class OGBenchCubeEnv(BatchedEnv):
+    """`crlab/OGBenchCubeSingle-v0`: one copy (a batch of one)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 15}
+
+    def __init__(self, task_id: int | None = 1, render_mode: str | None = None, **task_kwargs: Any) -> None:
+        super().__init__(make_task(OGBenchCubeTask, 1, task_id=task_id, **task_kwargs), render_mode)
+
+
+class OGBenchCubeVectorEnv(BatchedVectorEnv):
+    """Vector form of `crlab/OGBenchCubeSingle-v0`."""
+
+    def __init__(self, num_envs: int = 1, task_id: int | None = 1, max_episode_steps: int | None = EPISODE_STEPS,
+                 render_mode: str | None = None, **task_kwargs: Any) -> None:
+        super().__init__(make_task(OGBenchCubeTask, num_envs, task_id=task_id, **task_kwargs), max_episode_steps,
+                         render_mode)
+
+
+def collect_ogbench(kind: str, episodes: int, seed: int, noise: float = 0.1, p_random_action: float | None = None,
+                    episode_steps: int = DATA_EPISODE_STEPS, progress: bool = False) -> dict[str, np.ndarray]:
+    """OGBench's data collection for cube-single (generate_manipspace.py): `kind` play | noisy; returns the
+    agents.goal_dataset step fields, achieved goals being the cube's scaled positions."""
+    from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+    from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+
+    if kind not in ("play", "noisy"):
+        raise ValueError(f"kind={kind!r} is not an OGBench dataset kind: play | noisy")
+    p_random = (0.1 if kind == "noisy" else 0.0) if p_random_action is None else p_random_action
+    np.random.seed(seed)  # OGBench's oracles and its collection loop draw from numpy's global generator
+    env = gymnasium.make("cube-single-v0", terminate_at_goal=False, mode="data_collection",
+                         max_episode_steps=episode_steps, disable_env_checker=True)
+    env.action_space.seed(seed)
+    oracle = (CubeMarkovOracle(env=env, min_norm=0.4) if kind == "noisy"
+              else CubePlanOracle(env=env, noise=noise, noise_smoothing=0.5))
+    rows: dict[str, list[np.ndarray]] = {k: [] for k in ("observations", "actions", "next_observations", "terminals")}
+    for episode in tqdm(range(episodes), unit="episode", desc=f"cube-single {kind}", disable=not progress):
+        ob, info = env.reset(seed=seed + episode)
+        xi = np.random.uniform(0, noise) if kind == "noisy" else 0.0
+        oracle.reset(ob, info)
+        done = False
+        while not done:
+            if np.random.rand() < p_random:
+                action = env.action_space.sample()
+            else:
+                action = np.array(oracle.select_action(ob, info))
+                if kind == "noisy":
+                    action = action + np.random.normal(0, [xi, xi, xi, xi * 3, xi * 10], action.shape)
+            action = np.clip(action, -1, 1)
+            next_ob, _, terminated, truncated, info = env.step(action)
+            done = terminated or truncated
+            if oracle.done:
+                agent_ob, agent_info = env.unwrapped.set_new_target(p_stack=0.0)
+                oracle.reset(agent_ob, agent_info)
+            for key, value in (("observations", ob), ("actions", action), ("next_observations", next_ob),
+                               ("terminals", done)):
+                rows[key].append(np.asarray(value))
+            ob = next_ob
+    env.close()
+    data = {k: np.stack(v) for k, v in rows.items()}
+    data["achieved_goals"], data["next_achieved_goals"] = data["observations"][:, CUBE], data["next_observations"][:, CUBE]
+    return data
