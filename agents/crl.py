@@ -34,7 +34,7 @@ from gymnasium import spaces
 from torch import nn
 
 from agents.base import TensorObs, compiled_update
-from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset
+from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset, goal_space_dims
 from agents.networks import TanhGaussianPolicy, mlp
 
 ENERGIES = ("dot", "l2", "norm")
@@ -167,14 +167,9 @@ class CRLAgent:
         max_episode_steps: int,
         device: torch.device,
     ) -> None:
-        needed = {"observation", "achieved_goal", "desired_goal"}
-        if not isinstance(observation_space, spaces.Dict) or not needed <= set(observation_space.spaces):
-            raise ValueError(f"crl needs a goal env with Dict observations {sorted(needed)}, got {observation_space}")
-        if not isinstance(action_space, spaces.Box):
-            raise ValueError(f"crl needs a Box action space, got {action_space}")
+        self.dims = goal_space_dims("crl", observation_space, action_space)
         self.cfg, self.device, self.num_envs = cfg, device, num_envs
-        obs_dim = int(np.prod(observation_space["observation"].shape))
-        goal_dim = int(np.prod(observation_space["achieved_goal"].shape))
+        obs_dim, goal_dim = self.dims["observations"], self.dims["achieved_goals"]
         for name, indices, size in (("goal_observation_indices", cfg.goal_observation_indices, obs_dim),
                                     ("command_from_goal", cfg.command_from_goal, goal_dim)):
             if any(not 0 <= i < size for i in indices):
@@ -194,7 +189,6 @@ class CRLAgent:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=True)
         env_goal_dim = int(np.prod(observation_space["achieved_goal"].shape))
-        self.dims = {"observations": obs_dim, "actions": self.action_dim, "achieved_goals": env_goal_dim}
         self.max_episode_steps = max_episode_steps
         self.buffer = GoalReplayBuffer(obs_dim, self.action_dim, goal_dim, num_envs, cfg.buffer_size, max_episode_steps,
                                        device, motion_dims=env_goal_dim if cfg.goal_motion_share > 0 else 0)

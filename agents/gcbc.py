@@ -14,7 +14,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import TensorObs
-from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset
+from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset, goal_space_dims
 from agents.networks import TanhGaussianPolicy
 
 
@@ -43,15 +43,8 @@ class GCBCAgent:
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, cfg: GCBCConfig, num_envs: int,
                  max_episode_steps: int, device: torch.device) -> None:
-        needed = {"observation", "achieved_goal", "desired_goal"}
-        if not isinstance(observation_space, spaces.Dict) or not needed <= set(observation_space.spaces):
-            raise ValueError(f"gcbc needs a goal env with Dict observations {sorted(needed)}, got {observation_space}")
-        if not isinstance(action_space, spaces.Box):
-            raise ValueError(f"gcbc needs a Box action space, got {action_space}")
+        self.dims = goal_space_dims("gcbc", observation_space, action_space)
         self.cfg, self.device, self.max_episode_steps = cfg, device, max_episode_steps
-        self.dims = {"observations": int(np.prod(observation_space["observation"].shape)),
-                     "actions": int(np.prod(action_space.shape)),
-                     "achieved_goals": int(np.prod(observation_space["achieved_goal"].shape))}
         self.policy = TanhGaussianPolicy(self.dims["observations"] + self.dims["achieved_goals"], self.dims["actions"],
                                          cfg.hidden, cfg.layer_norm).to(device)
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, fused=True)

@@ -24,7 +24,7 @@ import torch
 from gymnasium import spaces
 
 from agents.base import TensorObs
-from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset
+from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset, goal_space_dims
 from agents.networks import TanhGaussianPolicy, mlp
 
 
@@ -65,15 +65,9 @@ class GCIQLAgent:
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, cfg: GCIQLConfig, num_envs: int,
                  max_episode_steps: int, device: torch.device) -> None:
-        needed = {"observation", "achieved_goal", "desired_goal"}
-        if not isinstance(observation_space, spaces.Dict) or not needed <= set(observation_space.spaces):
-            raise ValueError(f"gciql needs a goal env with Dict observations {sorted(needed)}, got {observation_space}")
-        if not isinstance(action_space, spaces.Box):
-            raise ValueError(f"gciql needs a Box action space, got {action_space}")
+        self.dims = goal_space_dims("gciql", observation_space, action_space)
         self.cfg, self.device, self.max_episode_steps = cfg, device, max_episode_steps
-        s, a = int(np.prod(observation_space["observation"].shape)), int(np.prod(action_space.shape))
-        g = int(np.prod(observation_space["achieved_goal"].shape))
-        self.dims = {"observations": s, "actions": a, "achieved_goals": g}
+        s, a, g = self.dims["observations"], self.dims["actions"], self.dims["achieved_goals"]
         self.value = mlp(s + g, cfg.hidden, 1, cfg.layer_norm).to(device)
         self.critics = torch.nn.ModuleList([mlp(s + a + g, cfg.hidden, 1, cfg.layer_norm) for _ in range(2)]).to(device)
         self.target_critics = copy.deepcopy(self.critics).requires_grad_(False)

@@ -7,6 +7,8 @@ ends. Sampling never leaves the device.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -137,6 +139,20 @@ class GoalReplayBuffer:
             "offset": k,
             "length": length,
         }
+
+
+def goal_space_dims(agent: str, observation_space: Any, action_space: Any) -> dict[str, int]:
+    """The widths {observations, actions, achieved_goals} of a GoalEnv's Dict observations and Box actions; a
+    ValueError naming `agent` and what it got otherwise."""
+    from gymnasium import spaces
+
+    needed = {"observation", "achieved_goal", "desired_goal"}
+    if not isinstance(observation_space, spaces.Dict) or not needed <= set(observation_space.spaces):
+        raise ValueError(f"{agent} needs a goal env with Dict observations {sorted(needed)}, got {observation_space}")
+    if not isinstance(action_space, spaces.Box):
+        raise ValueError(f"{agent} needs a Box action space, got {action_space}")
+    return {"observations": int(np.prod(observation_space["observation"].shape)), "actions": int(np.prod(action_space.shape)),
+            "achieved_goals": int(np.prod(observation_space["achieved_goal"].shape))}
 
 
 def buffer_from_dataset(data: dict[str, np.ndarray], dims: dict[str, int], max_episode_steps: int, device: torch.device,

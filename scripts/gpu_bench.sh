@@ -5,7 +5,7 @@
 #                                                          #   dog assets, which the suite tasks never load) and .gl/
 #                                                          #   (EGL / GL loader .debs); both git-ignored
 # then one device call with carry [".whl", ".dmc", ".gl"] and the command:   bash scripts/gpu_bench.sh [SECONDS]
-# 1. scripts.bench.gpu on CUDA: crl, ppo (eager and agent.compile=true) and curl, SECONDS timed each (default 30;
+# 1. scripts.bench.gpu on CUDA: crl and ppo (eager and agent.compile=true) and curl, SECONDS timed each (default 30;
 #    0 skips this phase);
 # 2. CURL on the DMC tasks (100k env steps each, all at once on the one GPU) until DMC_UNTIL seconds after the start
 #    (default 540; 0 skips; DMC_TASKS="task:action_repeat ..." picks tasks), each ending with a 10-episode
@@ -58,6 +58,7 @@ bench() { $PY -m scripts.bench.gpu --device "$DEVICE" --seconds "$SECONDS_PER_AG
 if [ "$SECONDS_PER_AGENT" -gt 0 ]; then  # 0: straight to the DMC runs
   bench --agents crl ppo curl "${curl_env[@]}" --out "$OUT/bench_gpu.json"
   bench --agents ppo --override ppo:agent.compile=true --out "$OUT/bench_gpu_ppo_compiled.json"
+  bench --agents crl --override crl:agent.compile=true --out "$OUT/bench_gpu_crl_compiled.json"
 fi
 
 left=$((DMC_UNTIL - ($(date +%s) - T0) - 60))  # 60 s for start-up and each run's final evaluation

@@ -424,11 +424,15 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
 
     env_cfg = compose_config("make_dataset", [f"env={args.offline_env}"]).env
     start = time.perf_counter()
-    steps = collect(env_cfg, "noisy", args.offline_noise, args.offline_episodes, 16, seed=0)
-    data = save_goal_dataset(out_dir / "offline_data.npz", steps, env_id=env_cfg.id, policy="noisy",
-                             noise=args.offline_noise, seed=0, episodes=args.offline_episodes)
-    results: dict[str, Any] = {"dataset": {"episodes": args.offline_episodes, "steps": len(steps["actions"]),
-                                           "noise": args.offline_noise, "collect_s": time.perf_counter() - start}}
+    if args.offline_data:  # a dataset made before (scripts.make_dataset), e.g. OGBench's protocol on cube-single
+        data = Path(args.offline_data)
+        results: dict[str, Any] = {"dataset": {"path": str(data)}}
+    else:
+        steps = collect(env_cfg, "noisy", args.offline_noise, args.offline_episodes, 16, seed=0)
+        data = save_goal_dataset(out_dir / "offline_data.npz", steps, env_id=env_cfg.id, policy="noisy",
+                                 noise=args.offline_noise, seed=0, episodes=args.offline_episodes)
+        results = {"dataset": {"episodes": args.offline_episodes, "steps": len(steps["actions"]),
+                               "noise": args.offline_noise, "collect_s": time.perf_counter() - start}}
     g = args.offline_updates
     warmup = 2_000 + int(env_cfg.num_envs) * int(env_cfg.max_episode_steps)  # crl's warm-up, then one stored episode
     online_steps = warmup + g * int(env_cfg.num_envs)  # one update per vector step of num_envs copies
@@ -440,6 +444,8 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             "crl_online": ["agent=crl", f"total_env_steps={online_steps}", f"eval_every={online_steps // 4}"]}
     for seed in args.offline_seeds:
         for name, overrides in runs.items():
+            if args.offline_runs and name not in args.offline_runs:
+                continue
             run_dir = out_dir / f"offline_{name}_seed{seed}"
             begin = time.perf_counter()
             train(train_config(*overrides, f"env={args.offline_env}", f"seed={seed}", f"checkpoint_every={g * 100}",
@@ -488,6 +494,9 @@ def main() -> None:
     parser.add_argument("--offline-updates", type=int, default=10_000, help="offline_goal: gradient steps per run")
     parser.add_argument("--offline-bc", type=float, default=0.1, help="offline_goal: agent.bc_coef of crl_offline_bc")
     parser.add_argument("--offline-seeds", type=int, nargs="+", default=[0], help="offline_goal: seeds")
+    parser.add_argument("--offline-data", default=None, help="offline_goal: an existing dataset instead of collecting one")
+    parser.add_argument("--offline-runs", nargs="+", default=None,
+                        choices=["crl_offline_bc", "crl_offline", "gcbc", "gciql", "crl_online"], help="offline_goal: runs")
     parser.add_argument("--cpl-seeds", type=int, nargs="+", default=[0, 1, 2], help="cpl_reach: one dataset per seed")
     parser.add_argument("--cpl-gold-score", default="progress", choices=["progress", "return"],
                         help="cpl_reach: label segments by their reward gain (regret-like) or their return")
