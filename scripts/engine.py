@@ -184,7 +184,8 @@ class Evaluation(Hook):
     def at_mark(self, engine: Engine, stop: bool) -> None:
         steps, cfg = engine.steps, self.cfg
         if steps >= self.next_eval or (stop and self.last_eval != steps):  # a run stopped between evaluations ends with one
-            row = {"env_steps": steps, **evaluate(self.built.agent, self.built.eval_env, seed=cfg.seed + 10_000)}
+            row = {"env_steps": steps, **evaluate(self.built.agent, self.built.eval_env, seed=cfg.seed + 10_000,
+                                                  episodes=cfg.eval_episodes)}
             row["wall_time_s"] = engine.elapsed()
             row.update(peak_memory_mb())
             self.log.eval_row(row)

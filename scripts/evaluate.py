@@ -12,11 +12,25 @@ from agents.base import obs_to_tensor
 from envs.recorder import RolloutRecorder
 
 
-def evaluate(agent: Any, env: gymnasium.vector.VectorEnv, seed: int) -> dict[str, float]:
-    """Run one deterministic episode in each copy of `env`; mean final-step success and mean return.
+def evaluate(agent: Any, env: gymnasium.vector.VectorEnv, seed: int, episodes: int | None = None) -> dict[str, float]:
+    """Run `episodes` deterministic episodes (default: one per copy of `env`), in rounds of `env.num_envs` (episode
+    k is seeded `seed + k`); mean final-step success and mean return.
 
     Behind a reward wrapper (info["gt_reward"]) the return stays the env's own, and `eval_proxy_return` is added.
     """
+    n = env.num_envs
+    episodes = n if episodes is None else episodes
+    rows = [run_round(agent, env, seed + start) for start in range(0, episodes, n)]
+    take = lambda key: np.concatenate([r[key] for r in rows])[:episodes]  # noqa: E731
+    row = {"eval_success_rate": float(take("success").mean()), "eval_return": float(take("return").mean())}
+    if all("proxy_return" in r for r in rows):
+        row["eval_proxy_return"] = float(take("proxy_return").mean())
+    return row
+
+
+def run_round(agent: Any, env: gymnasium.vector.VectorEnv, seed: int) -> dict[str, np.ndarray]:
+    """One deterministic episode in each copy: per-copy final-step success, return and (with a reward module)
+    proxy return, each (N,)."""
     n = env.num_envs
     obs, _ = env.reset(seed=seed)
     returns, proxy_returns, success = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -31,10 +45,10 @@ def evaluate(agent: Any, env: gymnasium.vector.VectorEnv, seed: int) -> dict[str
             final = info.get("final_info", info)
             success[done] = np.asarray(final.get("is_success", np.zeros(n)))[done]
             running &= ~done
-    row = {"eval_success_rate": float(success.mean()), "eval_return": float(returns.mean())}
+    out = {"success": success, "return": returns}
     if "gt_reward" in info:
-        row["eval_proxy_return"] = float(proxy_returns.mean())
-    return row
+        out["proxy_return"] = proxy_returns
+    return out
 
 
 def record_episodes(agent: Any, env: gymnasium.Env, episodes: int, seed: int, stem: Path) -> tuple[Path, Path]:

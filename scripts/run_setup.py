@@ -59,6 +59,12 @@ def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None) ->
                               render_mode=render_mode, **kwargs)
 
 
+def eval_copies(cfg: DictConfig) -> int:
+    """Copies of the evaluation env: one per evaluation episode, or the env config's `eval_num_envs` where its copies
+    are heavy (dm_control, OGBench: tens to hundreds of MB each); the episodes then run in rounds."""
+    return min(cfg.eval_episodes, cfg.env.get("eval_num_envs") or cfg.eval_episodes)
+
+
 def make_video_env(cfg: DictConfig) -> gymnasium.Env:
     """One rgb_array copy of the run's env for recorded episodes."""
     return gymnasium.make(cfg.env.id, render_mode="rgb_array", **OmegaConf.to_container(cfg.env.kwargs, resolve=True))
@@ -97,7 +103,7 @@ def build_offline(cfg: DictConfig, device: torch.device) -> Built:
     if not cfg.agent.get("dataset"):
         raise ValueError(f"agent={cfg.agent.name} needs agent.dataset=FILE (make one with {DATASET_MAKERS[kind]})")
     data = DATASET_LOADERS[kind](cfg.agent.dataset)
-    eval_env = make_envs(cfg, cfg.eval_episodes)
+    eval_env = make_envs(cfg, eval_copies(cfg))
     agent = agent_from_config(cfg, eval_env.single_observation_space, eval_env.single_action_space, eval_env.num_envs, device)
     agent.set_dataset(data)
     return Built(None, eval_env, make_video_env(cfg), None, None, agent)
@@ -111,7 +117,7 @@ def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: t
     reward_cfg = cfg.get("reward") or {"name": "none"}  # runs from before reward=NAME existed have none
     render_mode = None if reward_cfg["name"] == "none" else "rgb_array"  # renders only if the reward module asks
     env = make_envs(cfg, cfg.env.num_envs, render_mode)
-    eval_env = make_envs(cfg, cfg.eval_episodes, render_mode)
+    eval_env = make_envs(cfg, eval_copies(cfg), render_mode)
     discount = cfg.agent.get("discount")  # the agent's γ, which shaping must use
     reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device,
                                        discount, env_id=cfg.env.id)

@@ -90,3 +90,21 @@ def test_env_source_steps_the_vector_env_and_hands_episode_ends_to_the_hooks():
     assert engine.steps == 30 and len(agent.observed) == 10  # 10 vector steps of 3 copies
     assert all(dtype == torch.float32 for dtype, _ in agent.observed)
     assert [bool(d.all()) for d in ends] == [False, False, False, False, True] * 2  # episodes of 5 steps
+
+
+class ConstantAgent:
+    device = torch.device("cpu")
+
+    def act(self, obs, deterministic=False):
+        return torch.full((len(obs["observation"]), 2), 0.3)
+
+
+def test_evaluation_in_rounds_equals_one_copy_per_episode():
+    from scripts.evaluate import evaluate
+
+    wide = gymnasium.make_vec("crlab/Reach-v0", num_envs=6, max_episode_steps=20, reward_type="dense")
+    narrow = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=20, reward_type="dense")
+    once = evaluate(ConstantAgent(), wide, seed=5)
+    rounds = evaluate(ConstantAgent(), narrow, seed=5, episodes=6)  # episode k seeded 5 + k either way
+    assert rounds == once and once["eval_return"] != evaluate(ConstantAgent(), wide, seed=6)["eval_return"]
+    assert evaluate(ConstantAgent(), narrow, seed=5, episodes=3).keys() == once.keys()
