@@ -46,7 +46,7 @@ def test_collection_is_seeded_and_noise_is_added_to_the_oracles_actions():
     np.testing.assert_array_equal(noisy["observations"][first], oracle["observations"][first])
     assert 0.1 < np.std(noisy["actions"][first] - oracle["actions"][first]) <= 0.2  # clipping at the bounds only shrinks it
     np.testing.assert_array_equal(collect(env, "noisy", 0.0, 16, 16, seed=0)["actions"], oracle["actions"])
-    with pytest.raises(ValueError, match=r"policy='expert' is not one of \['oracle', 'noisy', 'random'\]"):
+    with pytest.raises(ValueError, match=r"policy='expert' is not one of \['oracle', 'noisy', 'random', 'play'\]"):
         collect(env, "expert", 0.0, 1, 1, seed=0)
 
 
