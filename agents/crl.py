@@ -17,8 +17,8 @@ object slots of a state): the gripper part of the goal varies under any explorat
 the object is touched, so the critic has a signal long before the object moves.
 
 Offline (`dataset=PATH`, a goal dataset of scripts.make_dataset): the buffer holds the dataset's episodes and the
-run engine takes gradient steps only; `bc_coef` adds the behaviour-cloning term of Stabilizing Contrastive RL
-(Zheng et al. 2023) to the actor, which keeps it on the data's actions where the critic is least reliable.
+run engine takes gradient steps only; `bc_coef` adds a behaviour-cloning term to the actor (as offline CRL and
+OGBench's CRL, DDPG+BC, do), which keeps it on the data's actions where the critic is least reliable.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class CRLConfig:
     target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
     goal_motion_share: float = 0.0  # share of each batch from episodes drawn by how far their achieved goal moved
     dataset: str | None = None  # a goal dataset (scripts.make_dataset): learn offline from it, no env step
-    bc_coef: float = 0.0  # weight of the actor's behaviour-cloning term -log pi(a_data | s, g) (Stabilizing CRL)
+    bc_coef: float = 0.0  # weight of the actor's behaviour-cloning term -log pi(a_data | s, g) (offline CRL, OGBench's DDPG+BC)
     compile: bool = False  # torch.compile the update (losses, backward, optimizer steps)
 
     def __post_init__(self) -> None:
@@ -275,7 +275,7 @@ class CRLAgent:
         pi_sa_repr = self.critic.sa_encoder(torch.cat([state, pi_action], -1))
         q = critic_diag(pi_sa_repr, actor_goal_repr, cfg.energy)
         actor_loss = (alpha * log_prob - q).mean()
-        if cfg.bc_coef > 0:  # stay near the data's actions for the relabelled goal (Zheng et al. 2023)
+        if cfg.bc_coef > 0:  # stay near the data's actions for the relabelled goal (DDPG+BC)
             bc_loss = -self.actor.log_prob(torch.cat([obs, goal], -1), action).mean()
             actor_loss = actor_loss + cfg.bc_coef * bc_loss
         self.actor_opt.zero_grad(set_to_none=True)

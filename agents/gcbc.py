@@ -1,7 +1,7 @@
-"""Goal-conditioned behaviour cloning (GCBC; Lynch et al. 2019, Ghosh et al. 2021), the offline baseline of
-Stabilizing Contrastive RL and OGBench: a policy pi(a | s, g) fit by maximum likelihood to a dataset's actions,
-with the goal g relabelled as a state the same trajectory reaches later (k ~ Geometric(1 - discount), the hindsight
-goals of CRL's buffer). It learns offline only: `agent=gcbc agent.dataset=PATH` (a scripts.make_dataset file).
+"""Goal-conditioned behaviour cloning (GCBC; Lynch et al. 2019, Ghosh et al. 2021), an OGBench baseline: a policy
+pi(a | s, g) fit by maximum likelihood to a dataset's actions, with the goal g relabelled as a state the same
+trajectory reaches later (k ~ Geometric(1 - discount), the hindsight goals of CRL's buffer). It learns offline only:
+`agent=gcbc agent.dataset=PATH` (a scripts.make_dataset file).
 """
 
 from __future__ import annotations
