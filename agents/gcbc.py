@@ -9,12 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.base import TensorObs
-from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset, goal_space_dims
+from agents.goal_buffer import OfflineGoalAgent
 from agents.networks import TanhGaussianPolicy
 
 
@@ -35,38 +33,23 @@ def gcbc_loss(policy: TanhGaussianPolicy, obs: torch.Tensor, goal: torch.Tensor,
     return -policy.log_prob(torch.cat([obs, goal], -1), action).mean()
 
 
-class GCBCAgent:
+class GCBCAgent(OfflineGoalAgent):
     """GCBC for GoalEnv-style Dict observations and Box actions in [-1, 1]; acts for the desired goal."""
 
-    loop = "offline"
-    dataset_format = "goal"
+    name = "gcbc"
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, cfg: GCBCConfig, num_envs: int,
                  max_episode_steps: int, device: torch.device) -> None:
-        self.dims = goal_space_dims("gcbc", observation_space, action_space)
-        self.cfg, self.device, self.max_episode_steps = cfg, device, max_episode_steps
-        self.policy = TanhGaussianPolicy(self.dims["observations"] + self.dims["achieved_goals"], self.dims["actions"],
-                                         cfg.hidden, cfg.layer_norm).to(device)
-        self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.lr, fused=True)
-        self.buffer: GoalReplayBuffer | None = None
-        self.num_updates = 0
-
-    def set_dataset(self, data: dict[str, np.ndarray]) -> None:
-        """The dataset's episodes (agents.goal_dataset layout) become the hindsight-goal buffer."""
-        self.buffer = buffer_from_dataset(data, self.dims, self.max_episode_steps, self.device)
-
-    @torch.no_grad()
-    def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
-        """obs dict of (N, ...) tensors -> actions (N, A) for the desired goal."""
-        action, _ = self.policy(torch.cat([obs["observation"], obs["desired_goal"]], -1), deterministic)
-        return action
+        super().__init__(observation_space, action_space, max_episode_steps, device)
+        self.cfg = cfg
+        self.actor = TanhGaussianPolicy(self.dims["observations"] + self.dims["achieved_goals"], self.dims["actions"],
+                                        cfg.hidden, cfg.layer_norm).to(device)
+        self.opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
 
     def update(self) -> dict[str, torch.Tensor]:
         """One maximum-likelihood step on a batch of (state, hindsight goal, action)."""
-        if self.buffer is None:
-            raise RuntimeError("gcbc has no dataset: set agent.dataset=FILE (python -m scripts.make_dataset)")
-        batch = self.buffer.sample(self.cfg.batch_size, self.cfg.discount)
-        loss = gcbc_loss(self.policy, batch["observation"], batch["goal"], batch["action"])
+        batch = self.sample(self.cfg.batch_size, self.cfg.discount)
+        loss = gcbc_loss(self.actor, batch["observation"], batch["goal"], batch["action"])
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -74,9 +57,9 @@ class GCBCAgent:
         return {"bc_loss": loss.detach()}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"policy": self.policy.state_dict(), "opt": self.opt.state_dict(), "num_updates": self.num_updates}
+        return {"actor": self.actor.state_dict(), "opt": self.opt.state_dict(), "num_updates": self.num_updates}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.policy.load_state_dict(state["policy"])
+        self.actor.load_state_dict(state["actor"])
         self.opt.load_state_dict(state["opt"])
         self.num_updates = int(state["num_updates"])

@@ -19,12 +19,10 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from gymnasium import spaces
 
-from agents.base import TensorObs
-from agents.goal_buffer import GoalReplayBuffer, buffer_from_dataset, goal_space_dims
+from agents.goal_buffer import OfflineGoalAgent
 from agents.networks import TanhGaussianPolicy, mlp
 
 
@@ -57,16 +55,15 @@ def hindsight_reward(offset: torch.Tensor, swapped: torch.Tensor) -> tuple[torch
     return reached.float() - 1.0, reached.float()
 
 
-class GCIQLAgent:
+class GCIQLAgent(OfflineGoalAgent):
     """GCIQL for GoalEnv-style Dict observations and Box actions in [-1, 1]; acts for the desired goal."""
 
-    loop = "offline"
-    dataset_format = "goal"
+    name = "gciql"
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, cfg: GCIQLConfig, num_envs: int,
                  max_episode_steps: int, device: torch.device) -> None:
-        self.dims = goal_space_dims("gciql", observation_space, action_space)
-        self.cfg, self.device, self.max_episode_steps = cfg, device, max_episode_steps
+        super().__init__(observation_space, action_space, max_episode_steps, device)
+        self.cfg = cfg
         s, a, g = self.dims["observations"], self.dims["actions"], self.dims["achieved_goals"]
         self.value = mlp(s + g, cfg.hidden, 1, cfg.layer_norm).to(device)
         self.critics = torch.nn.ModuleList([mlp(s + a + g, cfg.hidden, 1, cfg.layer_norm) for _ in range(2)]).to(device)
@@ -75,18 +72,6 @@ class GCIQLAgent:
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.lr, fused=True)
         self.critic_opt = torch.optim.Adam(self.critics.parameters(), lr=cfg.lr, fused=True)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, fused=True)
-        self.buffer: GoalReplayBuffer | None = None
-        self.num_updates = 0
-
-    def set_dataset(self, data: dict[str, np.ndarray]) -> None:
-        """The dataset's episodes (agents.goal_dataset layout) become the hindsight-goal buffer."""
-        self.buffer = buffer_from_dataset(data, self.dims, self.max_episode_steps, self.device)
-
-    @torch.no_grad()
-    def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
-        """obs dict of (N, ...) tensors -> actions (N, A) for the desired goal."""
-        action, _ = self.actor(torch.cat([obs["observation"], obs["desired_goal"]], -1), deterministic)
-        return action
 
     def q_values(self, critics: torch.nn.ModuleList, obs: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         """(2, B) Q_i(s, a, g) of both critics."""
@@ -95,9 +80,7 @@ class GCIQLAgent:
 
     def update(self) -> dict[str, torch.Tensor]:
         """One value, critic and actor step on a batch of hindsight-relabelled transitions."""
-        if self.buffer is None:
-            raise RuntimeError("gciql has no dataset: set agent.dataset=FILE (python -m scripts.make_dataset)")
-        return self.update_on(self.buffer.sample(self.cfg.batch_size, self.cfg.discount))
+        return self.update_on(self.sample(self.cfg.batch_size, self.cfg.discount))
 
     def update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The three IQL steps on a buffer batch {observation, action, goal, next_observation, has_next, offset}."""

@@ -172,3 +172,35 @@ def buffer_from_dataset(data: dict[str, np.ndarray], dims: dict[str, int], max_e
                               max_len, device, motion_dims)
     buffer.add_episodes(as_tensor("observations"), as_tensor("actions"), goals, bounds)
     return buffer
+
+
+class OfflineGoalAgent:
+    """What the offline goal-conditioned agents (gcbc, gciql) share: goal-env spaces, a hindsight-goal buffer filled
+    from a goal dataset, and a Gaussian `actor` pi(a | s, g) that acts for the desired goal."""
+
+    loop = "offline"
+    dataset_format = "goal"
+    name = ""
+    actor: torch.nn.Module
+
+    def __init__(self, observation_space: Any, action_space: Any, max_episode_steps: int, device: torch.device) -> None:
+        self.dims = goal_space_dims(self.name, observation_space, action_space)
+        self.device, self.max_episode_steps = device, max_episode_steps
+        self.buffer: GoalReplayBuffer | None = None
+        self.num_updates = 0
+
+    def set_dataset(self, data: dict[str, np.ndarray]) -> None:
+        """The dataset's episodes (agents.goal_dataset layout) become the hindsight-goal buffer."""
+        self.buffer = buffer_from_dataset(data, self.dims, self.max_episode_steps, self.device)
+
+    def sample(self, batch_size: int, discount: float) -> dict[str, torch.Tensor]:
+        """A hindsight-goal batch of the dataset (GoalReplayBuffer.sample)."""
+        if self.buffer is None:
+            raise RuntimeError(f"{self.name} has no dataset: set agent.dataset=FILE (python -m scripts.make_dataset)")
+        return self.buffer.sample(batch_size, discount)
+
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+        """obs dict of (N, ...) tensors -> actions (N, A) for the desired goal."""
+        action, _ = self.actor(torch.cat([obs["observation"], obs["desired_goal"]], -1), deterministic)
+        return action
