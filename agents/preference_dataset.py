@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from envs.atomic_file import atomic_write
+
 REQUIRED = ("action_a", "action_b", "label")
 
 
@@ -33,7 +35,7 @@ def segment_obs(data: dict[str, np.ndarray], side: str) -> dict[str, np.ndarray]
 
 def save_preference_dataset(path: str | Path, obs_a: Any, action_a: np.ndarray, obs_b: Any, action_b: np.ndarray,
                             label: np.ndarray, **extra: np.ndarray) -> Path:
-    """Write a dataset in the layout above (obs as arrays (P, L, ...) or dicts of them); returns the path."""
+    """Write a dataset in the layout above (obs as arrays (P, L, ...) or dicts of them) atomically; returns the path."""
     path = Path(path).with_suffix(".npz")
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays: dict[str, np.ndarray] = {"action_a": action_a, "action_b": action_b, "label": np.asarray(label, np.float32)}
@@ -42,7 +44,7 @@ def save_preference_dataset(path: str | Path, obs_a: Any, action_a: np.ndarray, 
             arrays.update({f"obs_{side}.{k}": v for k, v in obs.items()})
         else:
             arrays[f"obs_{side}"] = obs
-    np.savez_compressed(path, **arrays, **extra)
+    atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays, **extra))
     return path
 
 

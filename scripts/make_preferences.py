@@ -2,7 +2,10 @@
 
     python -m scripts.make_preferences rollouts=PATH labeler=gold|preference|vlm_preference [pairs=N] [out=FILE]
 
-`rollouts` is a rollout `.npz` (envs/recorder.py layout, e.g. from `scripts.record`) or a folder of them. Random
+`rollouts` is a rollout `.npz` (envs/recorder.py layout, e.g. from `scripts.record`), a folder of them, or an
+offline goal dataset (`scripts.make_dataset`, agents/goal_dataset.py; OGBench files too): each of its episodes is
+given, in hindsight, the goal its last state achieves as `desired_goal`, and the reward minus the distance of the
+achieved goal to it (label with `gold_score=progress`), so CPL learns a goal-conditioned policy from it. Random
 windows of `segment_length` steps are cut from their episodes and paired at random; a teacher labels each pair:
     gold            the rollouts' own (ground-truth) rewards, via rewards.preference.SyntheticLabeler (Boltzmann
                     `beta`, `error_rate`, `tie_threshold`)
@@ -30,6 +33,7 @@ import envs  # noqa: F401  (registers crlab/ envs)
 from agents import resolve_device
 from agents.base import obs_to_tensor
 from agents.checkpoint import load_checkpoint
+from agents.goal_dataset import episode_bounds, load_goal_dataset
 from agents.preference_dataset import save_preference_dataset
 from envs.atomic_file import atomic_write
 from envs.batched import true_next_obs
@@ -186,6 +190,41 @@ def numeric(obs: Any) -> Any:
     return obs
 
 
+# --- offline goal datasets ---------------------------------------------------------------------------------
+def is_goal_dataset(path: Path) -> bool:
+    """Whether `path` is one `.npz` in the goal-dataset layout (crlab's or OGBench's) rather than a rollout file."""
+    if not path.is_file() or path.suffix != ".npz":
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return {"observations", "actions", "terminals"} <= set(f.files)
+    except (OSError, ValueError):
+        return False  # load_rollouts names the bad file
+
+
+def goal_dataset_rollouts(path: Path) -> Rollouts:
+    """A goal dataset as rollouts with hindsight goals: each episode's `desired_goal` is the goal its last state
+    achieves, the reward of a step minus the distance of the goal it reaches to that one (dense, potential-like)."""
+    data = load_goal_dataset(path)
+    bounds = episode_bounds(data["terminals"])
+    lengths = bounds[:, 1] - bounds[:, 0]
+    rows = np.concatenate([np.arange(a, b) for a, b in bounds])
+    episode = np.repeat(np.arange(len(bounds)), lengths)
+    goal = data["next_achieved_goals"][bounds[:, 1] - 1][episode]
+    next_achieved = data["next_achieved_goals"][rows]
+    reward = -np.linalg.norm(next_achieved - goal, axis=-1).astype(np.float64)
+    obs = {"observation": data["observations"][rows], "achieved_goal": data["achieved_goals"][rows], "desired_goal": goal}
+    next_obs = {"observation": data["next_observations"][rows], "achieved_goal": next_achieved, "desired_goal": goal}
+    last = np.zeros(len(rows), bool)
+    last[np.cumsum(lengths) - 1] = True
+    arrays = {"action": data["actions"][rows], "reward": reward, "episode": episode,
+              "step": np.concatenate([np.arange(n) for n in lengths]), "terminated": np.zeros(len(rows), bool),
+              "truncated": last, "is_success": np.zeros(len(rows), bool),
+              "frames": np.zeros((len(rows), 1, 1, 3), np.uint8), "text": np.full(len(rows), "")}
+    env_id = str(data["env_id"]) if "env_id" in data else ""
+    return Rollouts(arrays, obs, next_obs, [path], env_id)
+
+
 # --- segments and labels ------------------------------------------------------------------------------------
 def sample_segments(data: Rollouts, count: int, length: int, rng: np.random.Generator) -> np.ndarray:
     """Row indices (count, length) of random windows inside single episodes, uniform over all windows."""
@@ -252,7 +291,7 @@ def make_preferences(cfg: DictConfig) -> Path:
     if cfg.record.env is not None:
         print(f"recording {cfg.record.episodes} episodes of {cfg.record.env} into {rollouts} ...", flush=True)
         record_rollouts(cfg, rollouts)
-    data = load_rollouts(rollouts)
+    data = goal_dataset_rollouts(rollouts) if is_goal_dataset(rollouts) else load_rollouts(rollouts)
     rng = np.random.default_rng(cfg.seed)
     rows = sample_segments(data, 2 * cfg.pairs, cfg.segment_length, rng)
     rows_a, rows_b = rows[: cfg.pairs], rows[cfg.pairs:]

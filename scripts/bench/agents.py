@@ -32,6 +32,7 @@ Parts (budgets are defaults; each flag is listed by --help):
 from __future__ import annotations
 
 import argparse
+import csv
 import tempfile
 import time
 from pathlib import Path
@@ -259,40 +260,79 @@ CPL_PAPER_MW = {"bin-picking": {"cpl": 80.0, "sft": 66.9}, "button-press-topdown
                 "plate-slide": {"cpl": 61.1, "sft": 41.6}, "sweep-into": {"cpl": 70.4, "sft": 51.9}}
 
 
+def weak_metaworld_policy(args: argparse.Namespace, env_name: str, seed: int, seed_dir: Path) -> tuple[Path, float]:
+    """A partly trained policy, the stand-in for the CPL paper's ~50 %-success SAC checkpoint: BC (SFT) on a few
+    noisy scripted episodes, evaluated every 50 gradient steps up to --cpl-mw-weak-updates; the checkpoint whose
+    success is nearest --cpl-mw-weak-success (earliest on ties) is the behaviour policy. Returns it and its success."""
+    from scripts.make_preferences import make_preferences
+
+    steps, every = args.cpl_mw_episode_steps, 50
+    demos = make_preferences(compose_config("make_preferences", [
+        f"rollouts={seed_dir / 'demos'}", f"record.env={env_name}", "record.scripted=true", "record.noise=[0.5]",
+        f"record.episodes={args.cpl_mw_weak_episodes}", f"record.env_kwargs={{goal_mode: {args.cpl_mw_goal_mode}}}",
+        "record.num_envs=8", f"record.max_episode_steps={steps}", "pairs=500", "segment_length=64",
+        f"seed={seed + 1000}"]))
+    updates = args.cpl_mw_weak_updates
+    cfg = train_config("agent=cpl", f"env={env_name}", f"env.max_episode_steps={steps}",
+                       f"env.kwargs.goal_mode={args.cpl_mw_goal_mode}", f"agent.dataset={demos}", "agent.sft=true",
+                       f"total_env_steps={updates}", f"eval_every={every}", f"checkpoint_every={every}",
+                       f"keep_checkpoints={updates // every + 1}", f"seed={seed}", "eval_episodes=25")
+    run_dir = train(cfg, seed_dir / "behaviour")
+    with open(run_dir / "metrics.csv") as f:
+        curve = [(int(float(r["env_steps"])), float(r["eval_success_rate"])) for r in csv.DictReader(f)]
+    step, success = min(((s, v) for s, v in curve if s > 0), key=lambda sv: (abs(sv[1] - args.cpl_mw_weak_success), sv[0]))
+    print(f"weak {env_name} seed {seed}: success curve {curve}; behaviour policy = step {step} ({success:.2f})", flush=True)
+    return run_dir / "checkpoints" / f"step_{step}.pt", success
+
+
 def cpl_metaworld(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     """CPL vs SFT on MetaWorld after the CPL paper's protocol, scaled to this CPU: rollouts of a noisy scripted
     policy (MetaWorld's own, Gaussian noise per episode), pairs of 64-step segments labelled by the dense reward
     (its gain over the segment by default: --cpl-mw-gold-score; --cpl-mw-pairs, the paper's 2.5k setting by default),
-    CPL and SFT on the same data, success rates."""
+    CPL and SFT on the same data, success rates. --cpl-mw-data weak records a partly trained BC policy at noise 0.3
+    instead (weak_metaworld_policy), closer to the paper's suboptimal SAC data."""
     from scripts.make_preferences import make_preferences
 
     results: dict[str, Any] = {"episodes": args.cpl_mw_episodes, "pairs": args.cpl_mw_pairs,
                                "bc_fraction": args.cpl_mw_bc_fraction, "gold_score": args.cpl_mw_gold_score,
                                "episode_steps": args.cpl_mw_episode_steps, "updates": args.cpl_mw_updates,
-                               "noise": args.cpl_mw_noise, "paper_table_1_percent": CPL_PAPER_MW}
+                               "noise": args.cpl_mw_noise, "data": args.cpl_mw_data, "goal_mode": args.cpl_mw_goal_mode,
+                               "paper_table_1_percent": CPL_PAPER_MW}
+    if args.cpl_mw_data == "weak":
+        results.update(weak_episodes=args.cpl_mw_weak_episodes, weak_updates=args.cpl_mw_weak_updates,
+                       weak_noise=args.cpl_mw_weak_noise)
     steps = args.cpl_mw_episode_steps
     for task in args.cpl_mw_tasks:
         env_name = f"mw_{task.replace('-', '_')}"
         for seed in args.cpl_seeds:
             seed_dir = out_dir / f"cpl_mw_{task}_seed{seed}"
-            prefs_cfg = compose_config("make_preferences", [
-                f"rollouts={seed_dir / 'rollouts'}", f"record.env={env_name}", "record.scripted=true",
-                f"record.noise=[{','.join(str(n) for n in args.cpl_mw_noise)}]", f"record.episodes={args.cpl_mw_episodes}",
-                "record.num_envs=8", f"record.max_episode_steps={steps}", f"pairs={args.cpl_mw_pairs}",
-                "segment_length=64", f"gold_score={args.cpl_mw_gold_score}", f"seed={seed}"])
             start = time.perf_counter()
+            row: dict[str, Any] = {}
+            policy = ["record.scripted=true", f"record.noise=[{','.join(str(n) for n in args.cpl_mw_noise)}]"]
+            if args.cpl_mw_data == "weak":
+                behaviour, row["behaviour_success"] = weak_metaworld_policy(args, env_name, seed, seed_dir)
+                policy = [f"record.checkpoint={behaviour}", f"record.noise=[{args.cpl_mw_weak_noise}]"]
+            prefs_cfg = compose_config("make_preferences", [
+                f"rollouts={seed_dir / 'rollouts'}", f"record.env={env_name}", *policy,
+                f"record.episodes={args.cpl_mw_episodes}", f"record.env_kwargs={{goal_mode: {args.cpl_mw_goal_mode}}}",
+                "record.num_envs=8", f"record.max_episode_steps={steps}", f"pairs={args.cpl_mw_pairs}", "segment_length=64",
+                f"gold_score={args.cpl_mw_gold_score}", f"seed={seed}", "device=cpu"])
             dataset = make_preferences(prefs_cfg)
-            row: dict[str, Any] = {"data_s": time.perf_counter() - start}
+            row["data_s"] = time.perf_counter() - start
             for name, sft in (("cpl", False), ("sft", True)):
                 run_cfg = train_config("agent=cpl", f"env={env_name}", f"env.max_episode_steps={steps}",
-                                       f"agent.dataset={dataset}", f"agent.sft={str(sft).lower()}",
+                                       f"env.kwargs.goal_mode={args.cpl_mw_goal_mode}", f"agent.dataset={dataset}",
+                                       f"agent.sft={str(sft).lower()}",
                                        f"agent.bc_steps={int(args.cpl_mw_bc_fraction * args.cpl_mw_updates)}",
-                                       f"total_env_steps={args.cpl_mw_updates}", f"eval_every={args.cpl_mw_updates}",
+                                       f"total_env_steps={args.cpl_mw_updates}", f"eval_every={args.cpl_mw_updates // 4}",
                                        f"checkpoint_every={args.cpl_mw_updates}", f"seed={seed}", "eval_episodes=25")
-                row[f"{name}_success"] = last_row(train(run_cfg, seed_dir / name))["eval_success_rate"]
+                with open(train(run_cfg, seed_dir / name) / "metrics.csv") as f:
+                    curve = [float(r["eval_success_rate"]) for r in csv.DictReader(f)]
+                # final, and the peak of the curve after step 0 (the paper's Table 1 reports the peak of its curve)
+                row[f"{name}_success"], row[f"{name}_peak_success"] = curve[-1], max(curve[1:])
             results[f"{task}.seed{seed}"] = row
             print(f"cpl_metaworld {task} seed {seed}: {row}", flush=True)
-        for key in ("cpl_success", "sft_success"):
+        for key in ("cpl_success", "sft_success", "cpl_peak_success", "sft_peak_success") + (("behaviour_success",) if args.cpl_mw_data == "weak" else ()):
             results[f"{task}.mean_{key}"] = float(np.mean([results[f"{task}.seed{s}"][key] for s in args.cpl_seeds]))
     return results
 
@@ -509,6 +549,17 @@ def main() -> None:
     parser.add_argument("--cpl-mw-pairs", type=int, default=2500, help="cpl_metaworld: labelled segment pairs")
     parser.add_argument("--cpl-mw-noise", type=float, nargs="+", default=[0.5, 1.0],
                         help="cpl_metaworld: per-episode Gaussian action noise of the scripted policy, cycled")
+    parser.add_argument("--cpl-mw-data", default="scripted", choices=["scripted", "weak"],
+                        help="cpl_metaworld: rollouts of the noisy scripted policy, or of a partly trained (weak) BC "
+                             "policy at --cpl-mw-weak-noise (the paper: a ~50 %%-success SAC policy at noise 0.3)")
+    parser.add_argument("--cpl-mw-weak-episodes", type=int, default=4, help="cpl_metaworld weak: BC demonstrations")
+    parser.add_argument("--cpl-mw-weak-updates", type=int, default=1_000,
+                        help="cpl_metaworld weak: BC gradient steps searched for the behaviour checkpoint")
+    parser.add_argument("--cpl-mw-weak-success", type=float, default=0.5,
+                        help="cpl_metaworld weak: the behaviour checkpoint's target success (the paper's SAC: ~50 %%)")
+    parser.add_argument("--cpl-mw-goal-mode", default="random", choices=["fixed", "mt1", "random"],
+                        help="cpl_metaworld: MetaWorld goal_mode of data and evaluation (fixed: every episode alike)")
+    parser.add_argument("--cpl-mw-weak-noise", type=float, default=0.3, help="cpl_metaworld weak: action noise")
     parser.add_argument("--cpl-mw-updates", type=int, default=2_000, help="cpl_metaworld: gradient steps of CPL / SFT")
     parser.add_argument("--cpl-mw-gold-score", default="progress", choices=["progress", "return"],
                         help="cpl_metaworld: label by the dense reward's gain over a segment (regret-like, as CPL assumes) "

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from agents.goal_dataset import save_goal_dataset
 from agents.preference_dataset import load_preference_dataset
 from envs.recorder import load_rollout
 from rewards.evaluation import load_rollouts
 from rewards.preference import PreferenceRewardModel
-from scripts.make_preferences import make_preferences, sample_segments
+from scripts.make_preferences import goal_dataset_rollouts, make_preferences, sample_segments
 from scripts.train import train
 
 CONF = Path(__file__).resolve().parents[2] / "scripts" / "conf"
@@ -111,3 +112,46 @@ def test_cli_and_offline_cpl_run(reach_rollouts, tmp_path):
     with open(run_dir / "metrics.csv", newline="") as f:
         assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [0, 20, 40]
     assert (run_dir / "checkpoints" / "latest.pt").exists() and (run_dir / "videos" / "eval_000000040.mp4").exists()
+
+
+
+def test_goal_dataset_segments_get_hindsight_goals_and_progress_labels(tmp_path):
+    # two 4-step episodes of a 1-D goal: the first walks 0 -> 4 (its last state achieves 4), the second 0 -> 2 -> 1
+    achieved = np.array([0, 1, 2, 3, 0, 1, 2, 2], np.float32)[:, None]
+    next_achieved = np.array([1, 2, 3, 4, 1, 2, 2, 1], np.float32)[:, None]
+    steps = {"observations": np.c_[achieved, -achieved], "actions": np.ones((8, 1)),
+             "next_observations": np.c_[next_achieved, -next_achieved], "achieved_goals": achieved,
+             "next_achieved_goals": next_achieved, "terminals": np.array([0, 0, 0, 1, 0, 0, 0, 1], bool)}
+    path = save_goal_dataset(tmp_path / "goals.npz", steps, env_id="crlab/Test-v0")
+    data = goal_dataset_rollouts(path)
+    np.testing.assert_array_equal(data.obs["desired_goal"][:, 0], [4, 4, 4, 4, 1, 1, 1, 1])
+    np.testing.assert_allclose(data.arrays["reward"], [-3, -2, -1, 0, 0, -1, -1, 0])  # -|next achieved - goal|
+    np.testing.assert_array_equal(data.arrays["step"], [0, 1, 2, 3, 0, 1, 2, 3])
+    assert data.arrays["truncated"].tolist() == [False] * 3 + [True] + [False] * 3 + [True]
+    out = make_preferences(prefs_config(f"rollouts={path}", "pairs=200", "segment_length=2", "gold_score=progress"))
+    prefs = load_preference_dataset(out)
+    assert str(prefs["env_id"]) == "crlab/Test-v0" and prefs["obs_a.observation"].shape == (200, 2, 2)
+
+    def gain(side):  # r(last) - r(first) of each window, from where it starts: episode 1 always +1
+        start, goal = prefs[f"obs_{side}.achieved_goal"][:, 0, 0], prefs[f"obs_{side}.desired_goal"][:, 0, 0]
+        return np.where(goal == 4, 1.0, start - 1)  # episode 2 windows start at 0, 1, 2: gains -1, 0, +1
+
+    decided = gain("a") != gain("b")
+    assert decided.sum() > 50
+    np.testing.assert_array_equal(prefs["label"][decided], (gain("a") > gain("b"))[decided])
+
+
+def test_cpl_learns_from_a_goal_dataset_on_its_env(tmp_path):
+    from scripts.make_dataset import collect
+    from scripts.run_setup import compose_config
+
+    env_cfg = compose_config("make_dataset", ["env=reach"]).env
+    path = save_goal_dataset(tmp_path / "reach.npz", collect(env_cfg, "noisy", 0.3, 8, 8, seed=0), env_id=env_cfg.id)
+    prefs = make_preferences(prefs_config(f"rollouts={path}", "pairs=100", "segment_length=10", "gold_score=progress"))
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["progress=false", "device=cpu", "agent=cpl", f"agent.dataset={prefs}",
+                                          "total_env_steps=20", "eval_every=20", "checkpoint_every=20",
+                                          "eval_episodes=4", "video_episodes=0", "agent.hidden=[32,32]"])
+    run_dir = train(cfg, tmp_path / "run")  # the dataset's obs keys are reach's: CPL trains and evaluates on it
+    with open(run_dir / "metrics.csv", newline="") as f:
+        assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [0, 20]
