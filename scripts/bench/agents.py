@@ -26,7 +26,8 @@ Parts (budgets are defaults; each flag is listed by --help):
                  --goal-eval-every env steps) and its final success
     offline_goal offline goal-conditioned RL on crlab Push (--offline-env): one dataset of the noisy scripted policy
                  (scripts.make_dataset), then offline CRL (+ BC term), GCBC, GCIQL and online CRL, all at --offline-updates
-                 gradient steps (online: the env steps that give as many updates), for --offline-seeds
+                 gradient steps (online: the env steps that give as many updates), for --offline-seeds; and CPL / SFT
+                 on segment preferences cut from the same dataset (hindsight goals, scripts.make_preferences)
 """
 
 from __future__ import annotations
@@ -482,6 +483,16 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             "gcbc": ["agent=gcbc", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
             "gciql": ["agent=gciql", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
             "crl_online": ["agent=crl", f"total_env_steps={online_steps}", f"eval_every={online_steps // 4}"]}
+    if not args.offline_runs or {"cpl_prefs", "sft_prefs"} & set(args.offline_runs):
+        from scripts.make_preferences import make_preferences
+
+        # the same dataset as segment preferences: hindsight goals, labels by the gain of -distance to them
+        prefs = make_preferences(compose_config("make_preferences", [
+            f"rollouts={data}", f"pairs={args.offline_pairs}", "segment_length=25", "gold_score=progress", "seed=0",
+            f"out={out_dir / 'offline_prefs.npz'}"]))
+        for name, sft in (("cpl_prefs", "false"), ("sft_prefs", "true")):
+            runs[name] = ["agent=cpl", f"agent.dataset={prefs}", f"agent.sft={sft}", f"total_env_steps={g}",
+                          f"eval_every={g // 4}"]
     for seed in args.offline_seeds:
         for name, overrides in runs.items():
             if args.offline_runs and name not in args.offline_runs:
@@ -536,7 +547,10 @@ def main() -> None:
     parser.add_argument("--offline-seeds", type=int, nargs="+", default=[0], help="offline_goal: seeds")
     parser.add_argument("--offline-data", default=None, help="offline_goal: an existing dataset instead of collecting one")
     parser.add_argument("--offline-runs", nargs="+", default=None,
-                        choices=["crl_offline_bc", "crl_offline", "gcbc", "gciql", "crl_online"], help="offline_goal: runs")
+                        choices=["crl_offline_bc", "crl_offline", "gcbc", "gciql", "crl_online", "cpl_prefs", "sft_prefs"],
+                        help="offline_goal: runs (cpl_prefs / sft_prefs: CPL / SFT on segment preferences of the dataset)")
+    parser.add_argument("--offline-pairs", type=int, default=5_000,
+                        help="offline_goal cpl_prefs / sft_prefs: labelled pairs of 25-step segments")
     parser.add_argument("--cpl-seeds", type=int, nargs="+", default=[0, 1, 2], help="cpl_reach: one dataset per seed")
     parser.add_argument("--cpl-gold-score", default="progress", choices=["progress", "return"],
                         help="cpl_reach: label segments by their reward gain (regret-like) or their return")

@@ -1,10 +1,12 @@
-"""Training throughput of crl, ppo and curl on one device, in one call:
+"""Training throughput of crl, ppo, curl and cpl on one device, in one call:
 
-    python -m scripts.bench.gpu [--device cuda] [--agents crl ppo curl] [--seconds 60] [--out bench_gpu.json]
+    python -m scripts.bench.gpu [--device cuda] [--agents crl ppo curl cpl] [--seconds 60] [--out bench_gpu.json]
 
 Per agent: the env and agent of `scripts.train` (the agent's usual env, overrides below), then `--warmup-s` seconds
 of act -> env.step -> observe -> update (the run engine's online source, with a timing hook instead of the
-evaluation / logging ones), then `--seconds` timed. Reported: env-steps/s of that loop and gradient updates/s within it, plus the card's name
+evaluation / logging ones), then `--seconds` timed; cpl (offline) runs its dataset updates the same way, on
+segment preferences of random reach rollouts made first (scripts.make_preferences, 64 episodes, 2,000 pairs).
+Reported: env-steps/s of that loop (cpl: none) and gradient updates/s within it, plus the card's name
 (torch.cuda.get_device_name). `--device cpu` runs the same on the CPU (tests, or a CPU baseline).
 """
 
@@ -14,15 +16,17 @@ import argparse
 import json
 import platform
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from agents import resolve_device
-from scripts.engine import Engine, EnvSource, Hook, Step
+from scripts.engine import DatasetSource, Engine, EnvSource, Hook, Step
 from scripts.run_log import peak_memory_mb
-from scripts.run_setup import agent_from_config, compose_config, make_envs
+from scripts.run_setup import agent_from_config, build_offline, compose_config, make_envs
 
 # scripts.train overrides per agent: GPU-sized batches of copies; warm-ups short enough for a timed window
 SETUPS: dict[str, list[str]] = {
@@ -30,6 +34,7 @@ SETUPS: dict[str, list[str]] = {
     "ppo": ["agent=ppo", "env=reach", "env.kwargs.reward_type=dense", "env.num_envs=256"],
     "curl": ["agent=curl", "env=dmc_cartpole_swingup", "env.num_envs=4", "agent.warmup_steps=200",
              "agent.buffer_size=20_000"],
+    "cpl": ["agent=cpl", "env=reach"],
 }
 
 
@@ -72,22 +77,41 @@ class TimedWindow(Hook):
         return False
 
 
+def reach_preferences(seed: int) -> Path:
+    """A preference dataset for the cpl measurement: random reach rollouts, 2,000 pairs of 25-step segments."""
+    from scripts.make_preferences import make_preferences
+
+    folder = Path(tempfile.mkdtemp(prefix="bench_gpu_cpl_"))
+    return make_preferences(compose_config("make_preferences", [
+        f"rollouts={folder / 'reach'}", "record.env=reach", "record.env_kwargs={reward_type: dense}",
+        "record.episodes=64", "record.num_envs=16", "pairs=2000", "gold_score=progress", f"seed={seed}"]))
+
+
 def measure(name: str, overrides: list[str], device: str, seconds: float, warmup_s: float, seed: int) -> dict[str, Any]:
     """env-steps/s and updates/s of agent `name` over `seconds` after `warmup_s` of the same loop."""
     mine = [o.split(":", 1)[1] for o in overrides if o.startswith(f"{name}:")]
     common = [o for o in overrides if ":" not in o.split("=", 1)[0]]
     cfg = compose_config("train", [*SETUPS[name], f"device={device}", f"seed={seed}", *common, *mine])
+    if cfg.agent.name == "cpl" and cfg.agent.dataset is None:
+        cfg.agent.dataset = str(reach_preferences(seed))
     torch.manual_seed(seed)
     dev = resolve_device(cfg.device)
-    env = make_envs(cfg, cfg.env.num_envs)
-    agent = agent_from_config(cfg, env.single_observation_space, env.single_action_space, env.num_envs, dev)
+    offline = bool(cfg.agent.get("dataset"))
+    if offline:  # the agent and its dataset as scripts.train builds them
+        built = build_offline(cfg, dev)
+        agent, envs, source = built.agent, [built.eval_env, built.video_env], DatasetSource(built.agent)
+    else:
+        env = make_envs(cfg, cfg.env.num_envs)
+        agent = agent_from_config(cfg, env.single_observation_space, env.single_action_space, env.num_envs, dev)
+        envs, source = [env], EnvSource(agent, env, seed)
     window = TimedWindow(agent, dev, warmup_s, seconds)
-    EnvSource(agent, env, seed).drive(Engine([window], total_steps=sys.maxsize))
-    env.close()
+    source.drive(Engine([window], total_steps=sys.maxsize))
+    for env in envs:
+        env.close()
     opened, closed = window.opened, window.closed
     elapsed = closed["time"] - opened["time"]
     return {"env": cfg.env.name, "num_envs": int(cfg.env.num_envs), "seconds": elapsed,
-            "env_steps_per_s": (closed["env_steps"] - opened["env_steps"]) / elapsed,
+            "env_steps_per_s": float("nan") if offline else (closed["env_steps"] - opened["env_steps"]) / elapsed,
             "updates_per_s": (closed["updates"] - opened["updates"]) / elapsed, **peak_memory_mb()}
 
 

@@ -38,3 +38,8 @@ def test_goal_suites_runs_each_agent_for_its_budget(tmp_path, monkeypatch):
     for row in results.values():
         assert 0.0 <= row["success"] <= 1.0 and row["budget_s"] == 3 and row["env_steps"] > 0
         assert row["wall_s"] >= 3  # stopped by its time limit, not by a step count
+
+
+def test_gpu_bench_measures_offline_cpl_updates_on_cpu():
+    result = measure("cpl", ["cpl:agent.hidden=[16]"], "cpu", seconds=0.5, warmup_s=0.2, seed=0)
+    assert result["updates_per_s"] > 0 and result["seconds"] >= 0.5 and result["env_steps_per_s"] != result["env_steps_per_s"]
