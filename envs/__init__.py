@@ -4,6 +4,7 @@
     env = gymnasium.make("crlab/Reach-v0")                       # one env
     vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=64)      # batched: one MuJoCo model, one step call
     vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=64, autoreset_mode="next_step")  # for gymnasium's wrappers
+    vec = gymnasium.make_vec("crlab/Reach-v0", num_envs=4096, backend="mjx")  # MuJoCo XLA (the mjx extra), torch out
 """
 
 import os
@@ -21,7 +22,7 @@ if "crlab/Reach-v0" not in registry:
     register(
         id="crlab/Reach-v0",
         entry_point="envs.reach:ReachEnv",
-        vector_entry_point=vector_entry_point("envs.reach:ReachVectorEnv"),
+        vector_entry_point=vector_entry_point("envs.reach:ReachVectorEnv", mjx="envs.mjx_reach:MJXReachVectorEnv"),
         max_episode_steps=REACH_EPISODE_STEPS,
     )
 

@@ -117,19 +117,28 @@ def _goal_reward(task: BatchedTask, space: gymnasium.Space, name: str) -> Callab
 class vector_entry_point:  # noqa: N801  (used like a function in registrations)
     """The registered vector constructor of a crlab env: `path` ("module:Class") built with the make_vec kwargs, plus
     `autoreset_mode="same_step" | "next_step"`; imported on first use, so `import envs` stays quick. A class, not a
-    closure, so that env specs (and envs holding them) pickle."""
+    closure, so that env specs (and envs holding them) pickle. `backends` names other simulators' forms of the env
+    ("mjx": "module:Class"), chosen with `backend=...` (default "mujoco", the C MuJoCo form at `path`)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
+    def __init__(self, path: str, **backends: str) -> None:
+        self.path, self.backends = path, backends
 
-    def __call__(self, *, autoreset_mode: str = "same_step", **kwargs: Any) -> BatchedVectorEnv:
+    def __call__(self, *, autoreset_mode: str = "same_step", backend: str = "mujoco", **kwargs: Any) -> Any:
+        if backend != "mujoco":
+            if backend not in self.backends:
+                raise ValueError(f"backend={backend!r} is not one of {['mujoco', *self.backends]} for this env")
+            if str(getattr(autoreset_mode, "value", autoreset_mode)).replace("_", "").lower() != "samestep":
+                raise ValueError(f"backend={backend!r} autoresets in the same step only (got autoreset_mode={autoreset_mode!r})")
+            module, name = self.backends[backend].split(":")
+            return getattr(importlib.import_module(module), name)(**kwargs)
         module, name = self.path.split(":")
         env = getattr(importlib.import_module(module), name)(**kwargs)
         env.set_autoreset_mode(autoreset_mode)
         return env
 
     def __repr__(self) -> str:
-        return f"vector_entry_point({self.path!r})"
+        extra = "".join(f", {k}={v!r}" for k, v in self.backends.items())
+        return f"vector_entry_point({self.path!r}{extra})"
 
 
 def _index(obs: Obs, i: int) -> Obs:

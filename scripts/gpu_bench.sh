@@ -5,8 +5,11 @@
 #                                                          #   dog assets, which the suite tasks never load) and .gl/
 #                                                          #   (EGL / GL loader .debs); both git-ignored
 # then one device call with carry [".whl", ".dmc", ".gl"] and the command:   bash scripts/gpu_bench.sh [SECONDS]
-# 1. scripts.bench.gpu on CUDA: crl and ppo (eager and agent.compile=true) and curl, SECONDS timed each (default 30;
-#    0 skips this phase);
+# 1. scripts.bench.gpu on CUDA: crl, ppo and cpl (eager and agent.compile=true) and curl, SECONDS timed each
+#    (default 30; 0 skips this phase); reach on MuJoCo XLA at 4,096 copies when jax imports (the mjx extra: jax,
+#    jaxlib, mujoco-mjx wheels in .whl, plus jax's CUDA plugin wheels for the GPU: `bash ../shared/device/wheels.sh
+#    jax==0.5.3 jaxlib==0.5.3 mujoco-mjx==3.3.0 ml_dtypes opt_einsum trimesh etils "jax-cuda12-plugin==0.5.3"
+#    "jax-cuda12-pjrt==0.5.3"`, if they fit the carry; without the plugin it measures JAX on the host CPU and says so);
 # 2. CURL on the DMC tasks (100k env steps each, all at once on the one GPU) until DMC_UNTIL seconds after the start
 #    (default 540; 0 skips; DMC_TASKS="task:action_repeat ..." picks tasks), each ending with a 10-episode
 #    evaluation. Batch 128 (the CURL authors' own run script); lr 2e-4 for cheetah-run as in the paper.
@@ -59,6 +62,13 @@ if [ "$SECONDS_PER_AGENT" -gt 0 ]; then  # 0: straight to the DMC runs
   bench --agents crl ppo curl "${curl_env[@]}" --out "$OUT/bench_gpu.json"
   bench --agents ppo --override ppo:agent.compile=true --out "$OUT/bench_gpu_ppo_compiled.json"
   bench --agents crl --override crl:agent.compile=true --out "$OUT/bench_gpu_crl_compiled.json"
+  bench --agents cpl --out "$OUT/bench_gpu_cpl.json"
+  bench --agents cpl --override cpl:agent.compile=true --out "$OUT/bench_gpu_cpl_compiled.json"
+  if $PY -c "import jax, mujoco.mjx" 2>/dev/null; then
+    bench --agents --mjx-copies 4096 --out "$OUT/bench_gpu_mjx.json"
+  else
+    echo "mjx: jax / mujoco-mjx not importable here, skipped" | tee -a "$OUT/bench_gpu.log"
+  fi
 fi
 
 left=$((DMC_UNTIL - ($(date +%s) - T0) - 60))  # 60 s for start-up and each run's final evaluation

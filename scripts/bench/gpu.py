@@ -115,13 +115,38 @@ def measure(name: str, overrides: list[str], device: str, seconds: float, warmup
             "updates_per_s": (closed["updates"] - opened["updates"]) / elapsed, **peak_memory_mb()}
 
 
+def measure_mjx(copies: int, seconds: float, device: torch.device, seed: int) -> dict[str, Any]:
+    """env-steps/s of `gymnasium.make_vec("crlab/Reach-v0", num_envs=copies, backend="mjx")` under uniform random
+    torch actions made on `device` (handed over through DLPack), after one untimed step (the jit compile)."""
+    import gymnasium
+    import jax
+
+    env = gymnasium.make_vec("crlab/Reach-v0", num_envs=copies, backend="mjx")
+    env.reset(seed=seed)
+    g = torch.Generator(device).manual_seed(seed)
+    begin = time.perf_counter()
+    obs, *_ = env.step(torch.rand(copies, 2, device=device, generator=g) * 2 - 1)
+    compile_s = time.perf_counter() - begin
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        obs, *_ = env.step(torch.rand(copies, 2, device=device, generator=g) * 2 - 1)
+        steps += 1
+    float(obs["observation"].sum())  # wait for the device
+    elapsed = time.perf_counter() - start
+    env.close()
+    return {"env": "crlab/Reach-v0 backend=mjx", "num_envs": copies, "jax_device": str(jax.devices()[0]),
+            "first_step_s": compile_s, "seconds": elapsed, "env_steps_per_s": steps * copies / elapsed}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
-    parser.add_argument("--agents", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--agents", nargs="*", default=list(SETUPS), choices=list(SETUPS))
     parser.add_argument("--seconds", type=float, default=60.0, help="timed window per agent")
     parser.add_argument("--warmup-s", type=float, default=10.0, help="untimed seconds first (and past any warm-up steps)")
     parser.add_argument("--override", action="append", default=[], help="extra scripts.train override, for every agent or one (NAME:key=value); repeatable")
+    parser.add_argument("--mjx-copies", type=int, nargs="*", default=[],
+                        help="also time reach on MuJoCo XLA (backend=mjx, the mjx extra) at these copy counts, e.g. 4096")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench_gpu.json", help="JSON output file")
     args = parser.parse_args()
@@ -137,6 +162,10 @@ def main() -> None:
         gpu = f", peak GPU {r['peak_gpu_mb']:,.0f} MB" if "peak_gpu_mb" in r else ""
         print(f"  {r['env']} x{r['num_envs']}: {r['env_steps_per_s']:,.0f} env-steps/s, {r['updates_per_s']:,.1f} updates/s, "
               f"peak RSS {r['peak_rss_mb']:,.0f} MB (process so far){gpu}", flush=True)
+    for copies in args.mjx_copies:
+        r = results[f"mjx_reach_x{copies}"] = measure_mjx(copies, args.seconds, device, args.seed)
+        print(f"mjx reach x{copies} on {r['jax_device']}: {r['env_steps_per_s']:,.0f} env-steps/s "
+              f"(first step, jit compile included: {r['first_step_s']:.1f} s)", flush=True)
     with open(args.out, "w") as f:
         json.dump({"device": str(device), "card": card, "torch": torch.__version__, "config": vars(args),
                    "results": results}, f, indent=2)
