@@ -71,7 +71,9 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
     # PPO on MetaWorld's own dense reward (the plain env), at the FetchReach-sized budget doubled
     "mw_drawer_open": ("mw_drawer_open", 600, {"ppo": ["agent=ppo"]}),
     "point_maze_medium": ("point_maze_medium", 600, {"crl_infonce": ["agent=crl"],
-                                                     "crl_td_infonce": ["agent=crl", "agent.contrastive_loss=td_infonce"]}),
+                                                     "crl_td_infonce": ["agent=crl", "agent.contrastive_loss=td_infonce"],
+                                                     "crl_random_goals": ["agent=crl", "agent.actor_random_goals=0.5"],
+                                                     "crl_discount_995": ["agent=crl", "agent.discount=0.995"]}),
     "push": ("push", 1200, {"crl": ["agent=crl"], "crl_goal_state": ["agent=crl", *PUSH_GOAL_STATE],
                             "crl_motion": ["agent=crl", *PUSH_MOTION],
                             "crl_at_object": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
