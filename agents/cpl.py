@@ -174,7 +174,7 @@ class CPLAgent:
         self.data: dict[str, torch.Tensor] | None = None
         if cfg.compile and cfg.text_encoder is not None:
             raise ValueError("cpl compile=true cannot trace the text encoder's string inputs; use compile=false with text_encoder")
-        self.update_step = compiled_update(self.update_on, cfg.compile)
+        self.update_step = compiled_update(self.update_on, cfg.compile, self.device)
         self.num_updates = 0
 
     # --- inputs ------------------------------------------------------------------------------------------

@@ -194,7 +194,7 @@ class CRLAgent:
                                        device, motion_dims=env_goal_dim if cfg.goal_motion_share > 0 else 0)
         self.env_steps = 0
         self.offline = False
-        self.update_step = compiled_update(self.update_on, cfg.compile)
+        self.update_step = compiled_update(self.update_on, cfg.compile, self.device)
 
     # --- acting ------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -91,3 +91,10 @@ def test_compiled_agent_resumed_from_its_state_continues_identically(name):
     got = [resumed.update_step(b) for b in batches[3:]][-1]
     for key in expected:
         torch.testing.assert_close(got[key], expected[key], rtol=1e-5, atol=1e-6)
+
+
+def test_cuda_updates_are_captured_as_cuda_graphs():
+    from agents.base import compile_mode
+
+    assert compile_mode(torch.device("cuda")) == "reduce-overhead" and compile_mode(torch.device("cuda:1")) == "reduce-overhead"
+    assert compile_mode(CPU) is None
