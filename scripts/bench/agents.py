@@ -18,7 +18,8 @@ Parts (budgets are defaults; each flag is listed by --help):
     text_policies  PPO (FlightPreference, InstructionFeedback) and CPL (FlightPreference) reading the text with the
                  bundled sentence encoder (agent.text_encoder=minilm) instead of the numeric views
     cpl_metaworld  CPL vs SFT on MetaWorld (--cpl-mw-tasks, --cpl-seeds) after the CPL paper's protocol, scaled to the
-                 CPU: noisy scripted-policy rollouts, 2,500 pairs of 64-step segments labelled by the dense return,
+                 CPU: rollouts of a partly trained (~50 %-success) BC policy at noise 0.3 (--cpl-mw-data scripted:
+                 of the noisy scripted policy), 2,500 pairs of 64-step segments labelled by the dense reward's gain,
                  BC pre-training for the first 40 % of the steps; beside the paper's Table 1 (CPL_PAPER_MW)
     goal_suites  goal-conditioned agents on the suites at the issue's wall-clock budgets, each run through
                  scripts.train with time_limit_s, for --goal-seeds: --goal-tasks picks from GOAL_TASKS (task ->
@@ -565,7 +566,7 @@ def main() -> None:
     parser.add_argument("--cpl-mw-pairs", type=int, default=2500, help="cpl_metaworld: labelled segment pairs")
     parser.add_argument("--cpl-mw-noise", type=float, nargs="+", default=[0.5, 1.0],
                         help="cpl_metaworld: per-episode Gaussian action noise of the scripted policy, cycled")
-    parser.add_argument("--cpl-mw-data", default="scripted", choices=["scripted", "weak"],
+    parser.add_argument("--cpl-mw-data", default="weak", choices=["scripted", "weak"],
                         help="cpl_metaworld: rollouts of the noisy scripted policy, or of a partly trained (weak) BC "
                              "policy at --cpl-mw-weak-noise (the paper: a ~50 %%-success SAC policy at noise 0.3)")
     parser.add_argument("--cpl-mw-weak-episodes", type=int, default=4, help="cpl_metaworld weak: BC demonstrations")
