@@ -65,7 +65,7 @@ class CRLConfig:
     goal_observation_indices: list[int] = field(default_factory=list)  # state coordinates added to the goal
     command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those
     command_source: str = "desired"  # desired: those slots ask for the desired goal | achieved: for the current one
-    actor_random_goals: float = 0.0  # share of the actor's batch whose goals are other rows' (CRL's random_goals)
+    actor_random_goals: float = 0.5  # share of the actor's batch whose goals are other rows' (CRL's random_goals, 0.5 there)
     target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
     goal_motion_share: float = 0.0  # share of each batch from episodes drawn by how far their achieved goal moved
     dataset: str | None = None  # a goal dataset (scripts.make_dataset): learn offline from it, no env step

@@ -65,20 +65,21 @@ PUSH_GOAL_STATE = ["agent.goal_observation_indices=[0,1]", "agent.command_from_g
 PUSH_MOTION = ["agent.goal_motion_share=0.5"]
 # Fetch observations start with the gripper's xyz: Eysenbach et al.'s goal for Fetch push (gripper and block)
 FETCH_GRIPPER_GOAL = ["agent.goal_observation_indices=[0,1,2]", "agent.command_from_goal=[0,1,2]"]
+# runs measured before agent.actor_random_goals became 0.5 (the README's rows) keep the old default
+CRL_NO_RANDOM_GOALS = ["agent=crl", "agent.actor_random_goals=0.0"]
 GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
-    "fetch_reach": ("fetch_reach", 300, {"crl": ["agent=crl"], "sb3_sac_her": ["agent=sb3_sac"],
+    "fetch_reach": ("fetch_reach", 300, {"crl": CRL_NO_RANDOM_GOALS, "crl_random_goals": ["agent=crl"], "sb3_sac_her": ["agent=sb3_sac"],
                                          "sb3_tqc_her": ["agent=sb3_tqc"],
                                          "ppo_dense": ["agent=ppo", "env.kwargs.reward_type=dense", "env.num_envs=32"]}),
     # PPO on MetaWorld's own dense reward (the plain env), at the FetchReach-sized budget doubled
     "mw_drawer_open": ("mw_drawer_open", 600, {"ppo": ["agent=ppo"]}),
-    "point_maze_medium": ("point_maze_medium", 600, {"crl_infonce": ["agent=crl"],
-                                                     "crl_td_infonce": ["agent=crl", "agent.contrastive_loss=td_infonce"],
+    "point_maze_medium": ("point_maze_medium", 600, {"crl_infonce": CRL_NO_RANDOM_GOALS,
+                                                     "crl_td_infonce": [*CRL_NO_RANDOM_GOALS, "agent.contrastive_loss=td_infonce"],
                                                      "crl_random_goals": ["agent=crl", "agent.actor_random_goals=0.5"],
-                                                     "crl_discount_995": ["agent=crl", "agent.discount=0.995"],
                                                      "crl_td_infonce_random_goals": ["agent=crl", "agent.contrastive_loss=td_infonce",
                                                                                      "agent.actor_random_goals=0.5"]}),
-    "push": ("push", 1200, {"crl": ["agent=crl"], "crl_goal_state": ["agent=crl", *PUSH_GOAL_STATE],
-                            "crl_motion": ["agent=crl", *PUSH_MOTION],
+    "push": ("push", 1200, {"crl": CRL_NO_RANDOM_GOALS, "crl_goal_state": [*CRL_NO_RANDOM_GOALS, *PUSH_GOAL_STATE],
+                            "crl_motion": [*CRL_NO_RANDOM_GOALS, *PUSH_MOTION], "crl_random_goals": ["agent=crl"],
                             "crl_at_object": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
                                               "agent.actor_random_goals=0.5"],
                             "crl_at_object_motion": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
@@ -89,7 +90,7 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
                             "crl_goal_state_motion": ["agent=crl", *PUSH_GOAL_STATE, *PUSH_MOTION,
                                                       "agent.actor_random_goals=0.5"],
                             "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
-    "fetch_push": ("fetch_push", 3600, {"crl": ["agent=crl"],
+    "fetch_push": ("fetch_push", 3600, {"crl": CRL_NO_RANDOM_GOALS,
                                         "crl_at_object_motion": ["agent=crl", *FETCH_GRIPPER_GOAL, "agent.command_source=achieved",
                                                                  "agent.actor_random_goals=0.5", *PUSH_MOTION],
                                         "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
@@ -482,12 +483,13 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     g = args.offline_updates
     warmup = 2_000 + int(env_cfg.num_envs) * int(env_cfg.max_episode_steps)  # crl's warm-up, then one stored episode
     online_steps = warmup + g * int(env_cfg.num_envs)  # one update per vector step of num_envs copies
-    runs = {"crl_offline_bc": ["agent=crl", f"agent.dataset={data}", f"agent.bc_coef={args.offline_bc}",
+    crl = CRL_NO_RANDOM_GOALS  # as measured for the README
+    runs = {"crl_offline_bc": [*crl, f"agent.dataset={data}", f"agent.bc_coef={args.offline_bc}",
                                f"total_env_steps={g}", f"eval_every={g // 4}"],
-            "crl_offline": ["agent=crl", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
+            "crl_offline": [*crl, f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
             "gcbc": ["agent=gcbc", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
             "gciql": ["agent=gciql", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
-            "crl_online": ["agent=crl", f"total_env_steps={online_steps}", f"eval_every={online_steps // 4}"]}
+            "crl_online": [*crl, f"total_env_steps={online_steps}", f"eval_every={online_steps // 4}"]}
     if not args.offline_runs or {"cpl_prefs", "sft_prefs"} & set(args.offline_runs):
         from scripts.make_preferences import make_preferences
 
