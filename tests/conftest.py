@@ -14,3 +14,9 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config, items):
+    """The MuJoCo XLA tests start JAX, whose thread pools make every later os.fork() (the CLI tests' subprocesses)
+    unsafe: run them last."""
+    items.sort(key=lambda item: "test_mjx_reach" in item.nodeid)
