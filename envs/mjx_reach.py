@@ -26,7 +26,7 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import batch_space
 
 from envs.goal_task import SUCCESS_DISTANCE
-from envs.reach import ASSET, GOAL_RADIUS, ReachTask
+from envs.reach import ASSET, GOAL_RADIUS, JOINT_RANGES, ReachTask
 
 MJX_EXTRA = 'backend="mjx" needs the mjx extra (jax, jaxlib, mujoco-mjx): pip install "crlab[mjx]"'
 
@@ -63,7 +63,7 @@ class MJXReachVectorEnv(gymnasium.vector.VectorEnv):
         self.observation_space = batch_space(self.single_observation_space, num_envs)
         self.action_space = batch_space(self.single_action_space, num_envs)
         model = mujoco.MjModel.from_xml_path(str(ASSET))
-        self._jax, self._mjx = jax, mjx
+        self._jax = jax
         self._model = mjx.put_model(model)
         one = mjx.put_data(model, mujoco.MjData(model))
         self._data = jax.tree_util.tree_map(lambda x: jax.numpy.stack([x] * num_envs), one)
@@ -82,8 +82,8 @@ class MJXReachVectorEnv(gymnasium.vector.VectorEnv):
         def fresh(key: Any, data: Any, goal: Any, which: Any) -> tuple[Any, Any]:
             """Copies where `which`: new joint angles and goal (envs/reach.py's distributions), zero velocity."""
             k = jax.random.split(key, 4)
-            qpos = jnp.stack([jax.random.uniform(k[0], (num_envs,), minval=-np.pi, maxval=np.pi),
-                              jax.random.uniform(k[1], (num_envs,), minval=-2.5, maxval=2.5)], 1)
+            qpos = jnp.stack([jax.random.uniform(k[j], (num_envs,), minval=low_j, maxval=high_j)
+                              for j, (low_j, high_j) in enumerate(JOINT_RANGES)], 1)
             radius = jax.random.uniform(k[2], (num_envs,), minval=GOAL_RADIUS[0], maxval=GOAL_RADIUS[1])
             angle = jax.random.uniform(k[3], (num_envs,), minval=-np.pi, maxval=np.pi)
             new_goal = jnp.stack([radius * jnp.cos(angle), radius * jnp.sin(angle)], 1)
@@ -107,6 +107,7 @@ class MJXReachVectorEnv(gymnasium.vector.VectorEnv):
                     distance, final)
 
         self._observe, self._fresh, self._step = jax.jit(observe), jax.jit(fresh), jax.jit(step)
+        self._kinematics = jax.jit(lambda data: kinematics(self._model, data))
         self._goal = jnp.zeros((num_envs, 2))
         self._elapsed = jnp.zeros(num_envs, jnp.int32)
         self._key = jax.random.PRNGKey(seed)
@@ -125,7 +126,7 @@ class MJXReachVectorEnv(gymnasium.vector.VectorEnv):
         observation (tests compare trajectories with the C MuJoCo env from the same state)."""
         jnp = self._jax.numpy
         data = self._data.replace(qpos=jnp.asarray(qpos, jnp.float32), qvel=jnp.zeros_like(self._data.qvel))
-        self._data = self._jax.vmap(self._mjx.kinematics, in_axes=(None, 0))(self._model, data)
+        self._data = self._kinematics(data)
         self._goal, self._elapsed = jnp.asarray(goal, jnp.float32), jnp.zeros(self.num_envs, jnp.int32)
         return self._torch(self._observe(self._data, self._goal))
 
@@ -144,8 +145,9 @@ class MJXReachVectorEnv(gymnasium.vector.VectorEnv):
             self._data, self._goal, self._elapsed, self._key, action)
         truncated_t = to_torch(truncated)
         terminated = torch.zeros_like(truncated_t)
-        success = to_torch(distance) < SUCCESS_DISTANCE
-        info = {"is_success": success, "distance": to_torch(distance), "final_obs": self._torch(final),
+        distance_t = to_torch(distance)
+        success = distance_t < SUCCESS_DISTANCE
+        info = {"is_success": success, "distance": distance_t, "final_obs": self._torch(final),
                 "_final_obs": truncated_t, "final_info": {"is_success": success}, "_final_info": truncated_t}
         return self._torch(obs), to_torch(reward), terminated, truncated_t, info
 

@@ -19,6 +19,7 @@ from envs.pixels import make_task
 
 ASSET = Path(__file__).parent / "assets" / "reach.xml"
 GOAL_RADIUS = (0.06, 0.28)  # the arm reaches 0.30 m; goals lie in this annulus around the shoulder
+JOINT_RANGES = ((-np.pi, np.pi), (-2.5, 2.5))  # shoulder, elbow angles at reset (rad)
 LINK_LENGTHS = (0.15, 0.15)  # as in reach.xml
 
 
@@ -32,7 +33,7 @@ class ReachTask(MujocoGoalTask):
     def reset_copies(self, copies: np.ndarray) -> None:
         for i in copies:
             rng = self.rngs[i]
-            self.sim.qpos[i] = rng.uniform(-np.pi, np.pi), rng.uniform(-2.5, 2.5)
+            self.sim.qpos[i] = [rng.uniform(*bounds) for bounds in JOINT_RANGES]
             radius, angle = rng.uniform(*GOAL_RADIUS), rng.uniform(-np.pi, np.pi)
             self.goal[i] = radius * np.cos(angle), radius * np.sin(angle)
         self.sim.qvel[copies] = 0.0
