@@ -92,10 +92,17 @@ def true_next_obs(obs: Obs, info: dict[str, Any]) -> Obs:
     info["_final_obs"] (N,), leaves shaped like obs) there."""
     if "_final_obs" not in info:
         return obs
-    done, final = np.asarray(info["_final_obs"]), info["final_obs"]
+    done, final = info["_final_obs"], info["final_obs"]
+    if not isinstance(done, np.ndarray) and type(done).__module__ == "torch":  # backend="mjx": torch, on its device
+        import torch  # not at module level: `import envs` stays free of torch
 
-    def merge(new: np.ndarray, last: np.ndarray) -> np.ndarray:
-        return np.where(done.reshape(-1, *[1] * (np.ndim(new) - 1)), last, new)
+        def merge(new: Any, last: Any) -> Any:
+            return torch.where(done.reshape(-1, *[1] * (new.dim() - 1)), last, new)
+    else:
+        done = np.asarray(done)
+
+        def merge(new: Any, last: Any) -> Any:
+            return np.where(done.reshape(-1, *[1] * (np.ndim(new) - 1)), last, new)
 
     if isinstance(obs, dict):
         return {k: merge(obs[k], final[k]) for k in obs}

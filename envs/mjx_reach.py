@@ -15,6 +15,7 @@ Needs the `mjx` extra (`pip install "crlab[mjx]"`: jax, jaxlib and mujoco-mjx); 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import gymnasium
@@ -32,6 +33,7 @@ MJX_EXTRA = 'backend="mjx" needs the mjx extra (jax, jaxlib, mujoco-mjx): pip in
 
 
 def _jax() -> tuple[Any, Any]:
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # not its INFO lines on absent ROCm / TPU
     try:
         import jax
         from mujoco import mjx
@@ -47,6 +49,8 @@ def to_torch(x: Any) -> torch.Tensor:
 
 class MJXReachVectorEnv(gymnasium.vector.VectorEnv):
     """`num_envs` reach arms in MuJoCo XLA, one jitted step for all of them (same-step autoreset)."""
+
+    tensor_io = True  # steps torch tensors in and out (the run engine passes actions without a host copy)
 
     def __init__(self, num_envs: int = 1, reward_type: str = "sparse", max_episode_steps: int | None = 50,
                  frame_skip: int = 4, render_mode: str | None = None, seed: int = 0) -> None:

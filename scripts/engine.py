@@ -107,14 +107,17 @@ class EnvSource:
 
     def drive(self, engine: Engine) -> None:
         agent, env, device = self.agent, self.env, self.agent.device
+        tensor_io = getattr(env, "tensor_io", False)  # steps torch tensors (backend="mjx"): actions stay on the device
         obs, _ = env.reset(seed=self.seed + engine.steps)
         obs_t = obs_to_tensor(obs, device)
         while engine.mark():
             action = agent.act(obs_t)
-            next_obs, reward, terminated, truncated, info = env.step(action.cpu().numpy())
+            next_obs, reward, terminated, truncated, info = env.step(action if tensor_io else action.cpu().numpy())
             real_next_t = obs_to_tensor(true_next_obs(next_obs, info), device)
-            agent.observe(obs_t, action, torch.as_tensor(reward, dtype=torch.float32, device=device), real_next_t,
-                          terminated, truncated)
+            reward_t = torch.as_tensor(reward, dtype=torch.float32, device=device)
+            if tensor_io:  # the episode ends go to the host once per vector step ((N,) flags: the buffer's slots)
+                terminated, truncated, reward = terminated.cpu().numpy(), truncated.cpu().numpy(), reward.cpu().numpy()
+            agent.observe(obs_t, action, reward_t, real_next_t, terminated, truncated)
             obs_t = obs_to_tensor(next_obs, device)
             metrics = agent.update()
             engine.after_step(Step(env.num_envs, metrics, reward, info.get("gt_reward", reward), terminated | truncated))

@@ -52,9 +52,13 @@ def agent_from_config(cfg: DictConfig, observation_space: gymnasium.Space, actio
                       num_envs, cfg.env.max_episode_steps, device)
 
 
-def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None) -> gymnasium.vector.VectorEnv:
-    """`num_envs` copies of the run's env (its id, kwargs and episode length)."""
+def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None, backend: str = "mujoco"
+              ) -> gymnasium.vector.VectorEnv:
+    """`num_envs` copies of the run's env (its id, kwargs and episode length); `backend` another simulator's form
+    (reach: "mjx", MuJoCo XLA), for the training copies (evaluation and videos stay on the C MuJoCo form)."""
     kwargs = OmegaConf.to_container(cfg.env.kwargs, resolve=True)
+    if backend != "mujoco":
+        kwargs["backend"] = backend
     return gymnasium.make_vec(cfg.env.id, num_envs=num_envs, max_episode_steps=cfg.env.max_episode_steps,
                               render_mode=render_mode, **kwargs)
 
@@ -116,7 +120,11 @@ def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: t
         return build_offline(cfg, device)
     reward_cfg = cfg.get("reward") or {"name": "none"}  # runs from before reward=NAME existed have none
     render_mode = None if reward_cfg["name"] == "none" else "rgb_array"  # renders only if the reward module asks
-    env = make_envs(cfg, cfg.env.num_envs, render_mode)
+    backend = cfg.env.get("backend", "mujoco")
+    if backend != "mujoco" and reward_cfg["name"] != "none":
+        raise ValueError(f"env.backend={backend} does not render, so reward={reward_cfg['name']} cannot score it; "
+                         f"use env.backend=mujoco with reward modules")
+    env = make_envs(cfg, cfg.env.num_envs, render_mode, backend)
     eval_env = make_envs(cfg, eval_copies(cfg), render_mode)
     discount = cfg.agent.get("discount")  # the agent's γ, which shaping must use
     reward_module = reward_from_config(reward_cfg, env.single_observation_space, env.single_action_space, device,

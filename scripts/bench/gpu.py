@@ -35,7 +35,10 @@ SETUPS: dict[str, list[str]] = {
     "curl": ["agent=curl", "env=dmc_cartpole_swingup", "env.num_envs=4", "agent.warmup_steps=200",
              "agent.buffer_size=20_000"],
     "cpl": ["agent=cpl", "env=reach"],
+    # crl's setup with the training copies on MuJoCo XLA (the mjx extra): env, buffer and update on one device
+    "crl_mjx": ["agent=crl", "env=reach", "env.backend=mjx", "env.num_envs=256", "agent.warmup_steps=2560"],
 }
+NEEDS_EXTRA = {"crl_mjx"}  # not in the default --agents: they need the mjx extra
 
 
 def gradient_steps(agent: Any, vector_steps_learning: int) -> int:
@@ -101,7 +104,7 @@ def measure(name: str, overrides: list[str], device: str, seconds: float, warmup
         built = build_offline(cfg, dev)
         agent, envs, source = built.agent, [built.eval_env, built.video_env], DatasetSource(built.agent)
     else:
-        env = make_envs(cfg, cfg.env.num_envs)
+        env = make_envs(cfg, cfg.env.num_envs, backend=cfg.env.get("backend", "mujoco"))
         agent = agent_from_config(cfg, env.single_observation_space, env.single_action_space, env.num_envs, dev)
         envs, source = [env], EnvSource(agent, env, seed)
     window = TimedWindow(agent, dev, warmup_s, seconds)
@@ -141,7 +144,7 @@ def measure_mjx(copies: int, seconds: float, device: torch.device, seed: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda", help="cuda, cuda:N or cpu")
-    parser.add_argument("--agents", nargs="*", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--agents", nargs="*", default=[n for n in SETUPS if n not in NEEDS_EXTRA], choices=list(SETUPS))
     parser.add_argument("--seconds", type=float, default=60.0, help="timed window per agent")
     parser.add_argument("--warmup-s", type=float, default=10.0, help="untimed seconds first (and past any warm-up steps)")
     parser.add_argument("--override", action="append", default=[], help="extra scripts.train override, for every agent or one (NAME:key=value); repeatable")

@@ -84,3 +84,44 @@ def test_unknown_backend_and_missing_extra_are_clear_errors(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_jax)
     with pytest.raises(ImportError, match=r'pip install "crlab\[mjx\]"'):
         MJXReachVectorEnv(num_envs=2)
+
+
+class Recorder:
+    """A vector env seen through the run engine: keeps what each step returned."""
+
+    def __init__(self, env):
+        self.env, self.steps = env, []
+        self.tensor_io, self.num_envs = env.tensor_io, env.num_envs
+
+    def reset(self, **kwargs):
+        return self.env.reset(**kwargs)
+
+    def step(self, action):
+        assert isinstance(action, torch.Tensor)  # the engine hands torch actions to a tensor env, no numpy
+        out = self.env.step(action)
+        self.steps.append(out)
+        return out
+
+
+def test_crl_learns_from_the_mjx_env_through_the_run_engine():
+    """The engine's online source on the mjx backend: every copy's 50-step episode lands in crl's buffer with the
+    observations the env returned and, at the truncated step, the final (not the reset) achieved goal."""
+    from agents.crl import CRLAgent, CRLConfig
+    from scripts.engine import Engine, EnvSource
+
+    env = gymnasium.make_vec("crlab/Reach-v0", num_envs=4, backend="mjx")
+    agent = CRLAgent(env.single_observation_space, env.single_action_space, CRLConfig(batch_size=8, warmup_steps=200),
+                     4, 50, torch.device("cpu"))
+    recorder = Recorder(env)
+    EnvSource(agent, recorder, seed=0).drive(Engine([], total_steps=4 * 60))
+    env.close()
+    assert agent.env_steps == 240 and len(agent.buffer) == 4  # one finished episode per copy
+    slots = agent.buffer.lengths.nonzero().flatten()
+    assert agent.buffer.lengths[slots].tolist() == [50] * 4
+    last_obs, _, _, truncated, info = recorder.steps[49]
+    assert truncated.all()
+    for copy, slot in enumerate(slots.tolist()):
+        stored = agent.buffer.next_achieved_goal[slot, :50]
+        torch.testing.assert_close(stored[49], info["final_obs"]["achieved_goal"][copy])
+        assert not torch.equal(stored[49], last_obs["achieved_goal"][copy])  # not the next episode's first state
+        torch.testing.assert_close(stored[10], recorder.steps[10][0]["achieved_goal"][copy])

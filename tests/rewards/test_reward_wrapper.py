@@ -143,6 +143,10 @@ def test_true_next_obs_takes_final_obs_where_episodes_ended():
     np.testing.assert_array_equal(true_next_obs(obs, info)["x"], [[0, 0], [1, 1], [0, 0]])
     np.testing.assert_array_equal(true_next_obs(np.zeros(3), {"final_obs": np.ones(3), "_final_obs": info["_final_obs"]}), [0, 1, 0])
     assert true_next_obs(obs, {}) is obs
+    import torch  # an env that steps torch tensors (backend="mjx"): the same merge, in torch
+    merged = true_next_obs({"x": torch.zeros(3, 2)}, {"final_obs": {"x": torch.ones(3, 2)},
+                                                      "_final_obs": torch.tensor([False, True, False])})
+    assert merged["x"].tolist() == [[0, 0], [1, 1], [0, 0]]
 
 
 class Watcher:

@@ -172,3 +172,16 @@ def test_agents_train_on_the_suite_configs(tmp_path, agent, env, video):
     if video:
         rollout = load_rollout(run_dir / "videos" / "eval_000000512.npz")
         assert rollout["frames"].shape[0] == 50 and len(rollout["text"]) == 50
+
+
+def test_gpu_preset_sizes_crl_and_trains(tmp_path):
+    """+preset=gpu (JaxGCRL-sized crl) lands on the agent and env keys, command-line keys still win, a run with it
+    trains through the same engine, and another agent is refused by name."""
+    cfg = config("agent=crl", "+preset=gpu", "env.num_envs=8", "agent.warmup_steps=64", "total_env_steps=72",
+                 "eval_every=72", "eval_episodes=2", "video_episodes=0")
+    assert list(cfg.agent.hidden) == [1024] * 4 and cfg.agent.batch_size == 1024 and cfg.agent.updates_per_step == 4
+    assert config("agent=crl", "+preset=gpu").env.num_envs == 1024
+    run_dir = train(cfg, tmp_path / "run")
+    assert [int(r["env_steps"]) for r in rows(run_dir)] == [0, 72]
+    with pytest.raises(ValueError, match=r"agent 'ppo' has no option\(s\) \['batch_size', 'updates_per_step'\]"):
+        train(config("agent=ppo", "+preset=gpu"), tmp_path / "ppo")
