@@ -174,7 +174,8 @@ class CPLAgent:
         self.data: dict[str, torch.Tensor] | None = None
         if cfg.compile and cfg.text_encoder is not None:
             raise ValueError("cpl compile=true cannot trace the text encoder's string inputs; use compile=false with text_encoder")
-        self.update_step = compiled_update(self.update_on, cfg.compile, self.device)
+        self.update_step = compiled_update(self.update_on, cfg.compile, self.device)  # on a given batch
+        self.train_step = compiled_update(self.sample_and_update, cfg.compile, self.device)  # draw + update: one graph
         self.num_updates = 0
 
     # --- inputs ------------------------------------------------------------------------------------------
@@ -278,9 +279,14 @@ class CPLAgent:
         """One gradient step on `batch_size` random pairs of the dataset."""
         if self.data is None:
             raise RuntimeError("cpl has no dataset: call set_dataset (scripts.train does, from agent.dataset)")
+        return self.train_step()
+
+    def sample_and_update(self) -> dict[str, torch.Tensor]:
+        """One step on `batch_size` pairs drawn from the dataset (with compile=true the draw is inside the compiled
+        step)."""
         idx = torch.randint(0, self.num_pairs, (self.cfg.batch_size,), device=self.device)
         take = lambda x: {k: v[idx] for k, v in x.items()} if isinstance(x, dict) else x[idx]  # noqa: E731
-        return self.update_step({k: take(v) for k, v in self.data.items()})
+        return self.update_on({k: take(v) for k, v in self.data.items()})
 
     def update_on(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """One step on pairs {obs_a, action_a, obs_b, action_b: (P, L, ...), label (P,)}."""

@@ -194,7 +194,8 @@ class CRLAgent:
                                        device, motion_dims=env_goal_dim if cfg.goal_motion_share > 0 else 0)
         self.env_steps = 0
         self.offline = False
-        self.update_step = compiled_update(self.update_on, cfg.compile, self.device)
+        self.update_step = compiled_update(self.update_on, cfg.compile, self.device)  # on a given batch
+        self.train_step = compiled_update(self.sample_and_update, cfg.compile, self.device)  # draw + update: one graph
 
     # --- acting ------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -240,9 +241,12 @@ class CRLAgent:
             return {}
         metrics: dict[str, torch.Tensor] = {}
         for _ in range(self.cfg.updates_per_step):
-            metrics = self.update_step(self.buffer.sample(self.cfg.batch_size, self.cfg.discount,
-                                                        self.cfg.goal_motion_share))
+            metrics = self.train_step()
         return metrics
+
+    def sample_and_update(self) -> dict[str, torch.Tensor]:
+        """One update on a fresh replay batch (with compile=true the draw is inside the compiled step)."""
+        return self.update_on(self.buffer.draw(self.cfg.batch_size, self.cfg.discount, self.cfg.goal_motion_share))
 
     def update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One critic, actor and temperature step on a batch {observation (B,S), action (B,A), goal (B,G)}."""

@@ -56,6 +56,8 @@ class GoalReplayBuffer:
         self.num_envs = num_envs
         self.slot = np.arange(num_envs)  # the open episode slot of each env copy
         self.t = np.zeros(num_envs, dtype=np.int64)  # next write position within that slot
+        # their device copies, advanced on the device and re-sent only when an episode ends (no host copy per step)
+        self.slot_dev, self.t_dev = self._to_device()
         self.next_slot = num_envs
         self.num_episodes = 0
 
@@ -63,22 +65,31 @@ class GoalReplayBuffer:
         """Append one step of every env copy: tensors (N, dim) on the device, done (N,) bool on the host."""
         if (self.t >= self.max_len).any():
             raise ValueError(f"an episode ran past max_episode_steps={self.max_len}; raise it in the buffer config")
-        slot = torch.as_tensor(self.slot, device=self.device)
-        t = torch.as_tensor(self.t, device=self.device)
-        self.observation[slot, t] = observation
-        self.action[slot, t] = action
-        self.next_achieved_goal[slot, t] = next_achieved_goal
+        self.observation[self.slot_dev, self.t_dev] = observation
+        self.action[self.slot_dev, self.t_dev] = action
+        self.next_achieved_goal[self.slot_dev, self.t_dev] = next_achieved_goal
         self.t += 1
-        for env in np.flatnonzero(done):
-            self.lengths[self.slot[env]] = int(self.t[env])
-            if self.motion_dims:
-                path = self.next_achieved_goal[self.slot[env], : int(self.t[env]), : self.motion_dims]
-                self.motion[self.slot[env]] = (path[1:] - path[:-1]).norm(dim=-1).sum()
-            self.num_episodes += 1
-            self.slot[env] = self.next_slot
-            self.lengths[self.next_slot] = 0  # the slot we are about to overwrite stops being sampleable
-            self.next_slot = (self.next_slot + 1) % self.num_slots
-            self.t[env] = 0
+        self.t_dev += 1
+        ended = np.flatnonzero(done)
+        if len(ended) == 0:
+            return
+        closed = torch.as_tensor(self.slot[ended], device=self.device)
+        length = torch.as_tensor(self.t[ended], device=self.device)
+        self.lengths[closed] = length
+        if self.motion_dims:  # path length of each closed episode's achieved goal over its `length` steps
+            path = self.next_achieved_goal[closed, :, : self.motion_dims]
+            moves = (path[:, 1:] - path[:, :-1]).norm(dim=-1)
+            self.motion[closed] = (moves * (torch.arange(self.max_len - 1, device=self.device) < length[:, None] - 1)).sum(1)
+        self.num_episodes += len(ended)
+        opened = (self.next_slot + np.arange(len(ended))) % self.num_slots
+        self.slot[ended], self.t[ended] = opened, 0
+        self.lengths[torch.as_tensor(opened, device=self.device)] = 0  # the slots about to be overwritten: not sampled
+        self.next_slot = int((self.next_slot + len(ended)) % self.num_slots)
+        self.slot_dev, self.t_dev = self._to_device()
+
+    def _to_device(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copies (not views: on the CPU `as_tensor` would share the arrays) of the open slots and positions."""
+        return torch.tensor(self.slot, device=self.device), torch.tensor(self.t, device=self.device)
 
     def add_episodes(self, observation: torch.Tensor, action: torch.Tensor, next_achieved_goal: torch.Tensor,
                      bounds: np.ndarray) -> None:
@@ -117,6 +128,11 @@ class GoalReplayBuffer:
         """
         if self.num_episodes == 0:
             raise RuntimeError("GoalReplayBuffer.sample called before any episode finished")
+        return self.draw(batch_size, discount, motion_share)
+
+    def draw(self, batch_size: int, discount: float, motion_share: float = 0.0) -> dict[str, torch.Tensor]:
+        """`sample` without its host-side check: tensor ops only, no host synchronisation, so that an agent's
+        compiled step can take the draw and the update as one graph (call it once an episode has finished)."""
         weights = self.lengths.float()
         if motion_share > 0.0:
             moved = self.motion * (self.lengths > 0)

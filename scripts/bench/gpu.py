@@ -151,10 +151,14 @@ def main() -> None:
     parser.add_argument("--mjx-copies", type=int, nargs="*", default=[],
                         help="also time reach on MuJoCo XLA (backend=mjx, the mjx extra) at these copy counts, e.g. 4096")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU torch threads (default: torch's, all cores; 1 when other jobs share the machine)")
     parser.add_argument("--out", default="bench_gpu.json", help="JSON output file")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
     print(f"device: {device} ({card}), torch {torch.__version__}", flush=True)
     results: dict[str, Any] = {}

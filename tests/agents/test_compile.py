@@ -66,6 +66,35 @@ def test_compiled_update_equals_eager(name):
                 torch.testing.assert_close(state_b[key][k], value[k], rtol=1e-4, atol=1e-5)
 
 
+def fill(agent, name, g):
+    """Experience to draw from: crl one 5-step episode in its replay buffer (past warm-up), cpl 8 pairs."""
+    if name == "crl":
+        for t in range(5):
+            agent.buffer.add(torch.randn(1, 4, generator=g), torch.rand(1, 2, generator=g) * 2 - 1,
+                             torch.randn(1, 2, generator=g), np.array([t == 4]))
+        agent.env_steps = agent.cfg.warmup_steps
+    else:
+        agent.data = cpl_batch(g)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compiled_step_with_its_replay_draw_equals_eager(name):
+    """agent.update() with compile=true compiles the batch draw and the update as one step (train_step): the same
+    draws and the same updates as eager."""
+    options, obs_space, action_space, _ = CASES[name]
+    runs = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        agent = make_agent(name, {**options, "compile": compiled}, obs_space, action_space, 1, 5, CPU)
+        fill(agent, name, torch.Generator().manual_seed(1))
+        runs.append([agent.update() for _ in range(3)])
+        assert (agent.train_step != agent.sample_and_update) == compiled
+    for a, b in zip(*runs):
+        assert a.keys() == b.keys() and a
+        for key in a:
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_compiled_agent_resumed_from_its_state_continues_identically(name):
     """Three compiled updates, state_dict and torch's RNG state -> a fresh compiled agent (what a checkpoint round trip

@@ -200,3 +200,30 @@ def test_motion_share_draws_episodes_by_how_far_their_achieved_goal_moved():
     assert abs(share - 0.75) < 0.03
     buf.motion.zero_()
     assert abs((buf.sample(4000, 0.9, motion_share=1.0)["goal"][:, 2] == 0).float().mean() - 0.5) < 0.03
+
+
+def test_buffer_slots_recycle_with_uneven_episode_ends():
+    """Copy 0 ends an episode every 2 steps, copy 1 every 5, in a 4-slot buffer that wraps: each closed slot holds
+    its episode's steps (observation = the step number), its length, and the path length of its goal over its own
+    steps only (the slot's older, longer episode beyond them does not count)."""
+    buf = GoalReplayBuffer(1, 1, 2, 2, capacity=20, max_episode_steps=5, device=torch.device("cpu"), motion_dims=2)
+    closed = {}  # slot -> (copy, first step, length) of the last episode closed there
+    start = [0, 0]
+    for step in range(12):
+        obs = torch.tensor([[float(step)], [float(step)]])
+        goal = torch.tensor([[0.1 * step, 0.0], [0.0, 0.3 * step]])
+        done = np.array([step % 2 == 1, step % 5 == 4])
+        slots = buf.slot.copy()
+        buf.add(obs, torch.zeros(2, 1), goal, done)
+        for copy in np.flatnonzero(done):
+            closed[int(slots[copy])] = (copy, start[copy], step + 1 - start[copy])
+            start[copy] = step + 1
+    assert buf.num_episodes == 8 and buf.num_slots == 4
+    open_slots = set(buf.slot.tolist())
+    for slot, (copy, first, length) in closed.items():
+        if slot in open_slots:  # reopened since: not sampleable
+            assert buf.lengths[slot] == 0
+            continue
+        assert buf.lengths[slot] == length
+        assert buf.observation[slot, :length, 0].tolist() == list(range(first, first + length))
+        torch.testing.assert_close(buf.motion[slot], torch.tensor((0.1, 0.3)[copy] * (length - 1)))
