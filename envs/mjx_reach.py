@@ -16,6 +16,7 @@ Needs the `mjx` extra (`pip install "crlab[mjx]"`: jax, jaxlib and mujoco-mjx); 
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import gymnasium
@@ -34,6 +35,8 @@ MJX_EXTRA = 'backend="mjx" needs the mjx extra (jax, jaxlib, mujoco-mjx): pip in
 
 def _jax() -> tuple[Any, Any]:
     logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # not its INFO lines on absent ROCm / TPU
+    # JAX takes 75 % of a GPU's memory at its first array by default; the torch agent shares the card with it
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
     try:
         import jax
         from mujoco import mjx

@@ -5,8 +5,9 @@
 #                                                          #   dog assets, which the suite tasks never load) and .gl/
 #                                                          #   (EGL / GL loader .debs); both git-ignored
 # then one device call with carry [".whl", ".dmc", ".gl"] and the command:   bash scripts/gpu_bench.sh [SECONDS]
-# 1. scripts.bench.gpu on CUDA: crl, ppo and cpl (eager and agent.compile=true) and curl, SECONDS timed each
-#    (default 30; 0 skips this phase); reach on MuJoCo XLA at 4,096 copies when jax imports (the mjx extra: jax,
+# 1. scripts.bench.gpu on CUDA: crl, ppo and cpl (eager and agent.compile=true), curl, and compiled crl_gpu
+#    (+preset=gpu), SECONDS timed each (default 30; 0 skips this phase); when jax imports, compiled crl trained end to
+#    end on MuJoCo XLA copies (crl_mjx x256, crl_gpu_mjx x4096) and reach on MJX alone at 4,096 copies (the mjx extra: jax,
 #    jaxlib, mujoco-mjx wheels in .whl, plus jax's CUDA plugin wheels for the GPU: `bash ../shared/device/wheels.sh
 #    jax==0.5.3 jaxlib==0.5.3 mujoco-mjx==3.3.0 ml_dtypes opt_einsum trimesh etils "jax-cuda12-plugin==0.5.3"
 #    "jax-cuda12-pjrt==0.5.3"`, if they fit the carry; without the plugin it measures JAX on the host CPU and says so);
@@ -64,8 +65,10 @@ if [ "$SECONDS_PER_AGENT" -gt 0 ]; then  # 0: straight to the DMC runs
   bench --agents crl --override crl:agent.compile=true --out "$OUT/bench_gpu_crl_compiled.json"
   bench --agents cpl --out "$OUT/bench_gpu_cpl.json"
   bench --agents cpl --override cpl:agent.compile=true --out "$OUT/bench_gpu_cpl_compiled.json"
-  if $PY -c "import jax, mujoco.mjx" 2>/dev/null; then
-    bench --agents --mjx-copies 4096 --out "$OUT/bench_gpu_mjx.json"
+  bench --agents crl_gpu --override crl_gpu:agent.compile=true --out "$OUT/bench_gpu_crl_gpu_compiled.json"
+  if $PY -c "import jax, mujoco.mjx" 2>/dev/null; then  # end to end on the device: MJX copies, buffer, update
+    bench --agents crl_mjx crl_gpu_mjx --override crl_mjx:agent.compile=true --override crl_gpu_mjx:agent.compile=true \
+      --mjx-copies 4096 --out "$OUT/bench_gpu_mjx.json"
   else
     echo "mjx: jax / mujoco-mjx not importable here, skipped" | tee -a "$OUT/bench_gpu.log"
   fi

@@ -2,6 +2,9 @@
 
     python -m scripts.bench.gpu [--device cuda] [--agents crl ppo curl cpl] [--seconds 60] [--out bench_gpu.json]
 
+Setups beyond the default four: crl_gpu (+preset=gpu: 4x1024 nets, batch 1024, 1,024 copies), and with the mjx
+extra crl_mjx (crl's setup on MuJoCo XLA copies: env, buffer and update on one device) and crl_gpu_mjx (4,096).
+
 Per agent: the env and agent of `scripts.train` (the agent's usual env, overrides below), then `--warmup-s` seconds
 of act -> env.step -> observe -> update (the run engine's online source, with a timing hook instead of the
 evaluation / logging ones), then `--seconds` timed; cpl (offline) runs its dataset updates the same way, on
@@ -38,7 +41,9 @@ SETUPS: dict[str, list[str]] = {
     # crl's setup with the training copies on MuJoCo XLA (the mjx extra): env, buffer and update on one device
     "crl_mjx": ["agent=crl", "env=reach", "env.backend=mjx", "env.num_envs=256", "agent.warmup_steps=2560"],
 }
-NEEDS_EXTRA = {"crl_mjx"}  # not in the default --agents: they need the mjx extra
+SETUPS["crl_gpu"] = ["agent=crl", "env=reach", "+preset=gpu", "agent.warmup_steps=10240"]  # JaxGCRL-sized, 1,024 copies
+SETUPS["crl_gpu_mjx"] = [*SETUPS["crl_gpu"], "env.backend=mjx", "env.num_envs=4096", "agent.warmup_steps=40960"]
+NEEDS_EXTRA = {"crl_mjx", "crl_gpu_mjx"}  # not in the default --agents: they need the mjx extra
 
 
 def gradient_steps(agent: Any, vector_steps_learning: int) -> int:
