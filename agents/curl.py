@@ -6,9 +6,10 @@ q_i, its own key among the batch's keys with bilinear logits q W k^T (row max su
 query encoder and W. SAC runs on the query features: the critic's loss also trains the encoder, the actor reads
 the critic's conv features detached, through its own linear head (as CURL's code ties only the conv layers).
 
-Per gradient step (CURL's order): critic; then, every `actor_update_every` steps, actor and temperature; then
-the contrastive step; every `target_update_every` steps the EMA of the target critic (tau 0.01) and key encoder
-(tau 0.05). Acting and evaluation use the centre crop.
+Per gradient step (CURL's order): critic; then, every `actor_update_every` steps, actor and temperature, and
+the contrastive step (one backward pass for these three: their parameters are disjoint); every
+`target_update_every` steps the EMA of the target critic (tau 0.01) and key encoder (tau 0.05). Acting and
+evaluation use the centre crop. `compile=True` runs the step through torch.compile (one graph per schedule variant).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import torch.nn.functional as F
 from gymnasium import spaces
 from torch import nn
 
-from agents.base import RewardFn, TensorObs
+from agents.base import RewardFn, TensorObs, compiled_update
 from agents.encoders import (
     PIXEL_KEY,
     FeatureHead,
@@ -65,6 +66,7 @@ class CURLConfig:
     updates_per_step: float = 1.0  # gradient steps per env step (per copy); CURL: 1
     channels_last: bool = True  # NHWC convolutions: faster with oneDNN and cuDNN, same numbers up to rounding
     conv_precision: str = "fp32"  # "bf16": convolutions under bfloat16 autocast (CPU update 1.5x faster)
+    compile: bool = False  # torch.compile the update (both of its variants: with and without the actor step)
 
     def __post_init__(self) -> None:
         if self.updates_per_step <= 0:
@@ -159,7 +161,8 @@ class CURLAgent:
         self.buffer = PixelReplayBuffer(shape, self.action_dim, cfg.buffer_size, buffer_device, num_envs, max_episode_steps)
         self.env_steps = 0
         self.num_updates = 0
-        self.update_step = self.update_on  # not compiled: its graph breaks re-enter a freed backward graph
+        self.update_step = self.update_on  # on a given batch; its step counters stay outside the compiled region
+        self.step_on = compiled_update(self.step, cfg.compile, device)  # one graph per (actor, target) variant
         self.update_credit = 0.0  # fractional gradient steps carried between vector steps
 
     # --- acting ------------------------------------------------------------------------------------------
@@ -215,7 +218,20 @@ class CURLAgent:
         return metrics
 
     def update_on(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """One CURL step on a batch {obs, next_obs (B, C, H, W) uint8, action (B, A) in [-1, 1], reward, not_done}."""
+        """One CURL step on a batch {obs, next_obs (B, C, H, W) uint8, action (B, A) in [-1, 1], reward, not_done};
+        the schedule (actor every `actor_update_every`, EMA every `target_update_every` steps) is decided here, on
+        the host, so a compiled `step` sees two flags and not a step count that changes every call."""
+        update_actor = self.num_updates % self.cfg.actor_update_every == 0
+        update_target = self.num_updates % self.cfg.target_update_every == 0
+        metrics = self.step_on(batch, update_actor, update_target)
+        self.num_updates += 1
+        return metrics
+
+    def step(self, batch: dict[str, torch.Tensor], update_actor: bool, update_target: bool) -> dict[str, torch.Tensor]:
+        """The gradient step itself: critic; then actor + temperature (if `update_actor`) and the contrastive loss
+        through one backward pass (their parameters are disjoint: the actor reads the conv features detached, the
+        temperature loss only log alpha, CURL the encoder and W, so each gets exactly its own loss's gradient, and
+        a compiled region's outputs are never backpropagated twice); the EMA targets if `update_target`."""
         cfg = self.cfg
         obs, _ = random_crop(batch["obs"], self.crop_size)  # the anchor crop: critic input and CURL query
         positive, _ = random_crop(batch["obs"], self.crop_size)  # a second crop of the same stacks: CURL key
@@ -238,36 +254,30 @@ class CURLAgent:
 
         # conv features with the updated encoder: the actor reads them detached, CURL trains through them
         conv = self.critic.encoder.conv(obs)
-        if self.num_updates % cfg.actor_update_every == 0:
-            action, log_prob = self.actor(conv.detach())
-            with torch.no_grad():
-                features = self.critic.encoder.head(conv)
-            pi_q1, pi_q2 = self.critic.q_values(features, action)
-            actor_loss = (alpha * log_prob - torch.min(pi_q1, pi_q2)).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-            self.actor_opt.step()
-            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
-            self.alpha_opt.zero_grad(set_to_none=True)
-            alpha_loss.backward()
-            self.alpha_opt.step()
-            metrics.update(actor_loss=actor_loss.detach(), alpha=alpha, entropy=-log_prob.detach().mean())
-
-        # contrastive step: queries from the anchor crops, keys from the momentum encoder on the second crops
-        queries = self.critic.encoder.head(conv)
-        with torch.no_grad():
+        queries = self.critic.encoder.head(conv)  # contrastive step: queries from the anchor crops, keys from
+        with torch.no_grad():                     # the momentum encoder on the second crops
             keys = self.critic_target.encoder(positive)
         loss, accuracy = curl_loss(curl_logits(queries, keys, self.w))
-        self.curl_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.curl_opt.step()
         metrics.update(curl_loss=loss.detach(), curl_accuracy=accuracy)
+        optimizers = [self.curl_opt]
+        if update_actor:
+            action, log_prob = self.actor(conv.detach())
+            pi_q1, pi_q2 = self.critic.q_values(queries.detach(), action)
+            actor_loss = (alpha * log_prob - torch.min(pi_q1, pi_q2)).mean()
+            alpha_loss = -(self.log_alpha * (log_prob.detach() + self.target_entropy)).mean()
+            loss = loss + actor_loss + alpha_loss
+            optimizers += [self.actor_opt, self.alpha_opt]
+            metrics.update(actor_loss=actor_loss.detach(), alpha=alpha, entropy=-log_prob.detach().mean())
+        for opt in optimizers:
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
 
-        if self.num_updates % cfg.target_update_every == 0:
+        if update_target:
             soft_update(self.critic_target.q1, self.critic.q1, cfg.critic_tau)
             soft_update(self.critic_target.q2, self.critic.q2, cfg.critic_tau)
             soft_update(self.critic_target.encoder, self.critic.encoder, cfg.encoder_tau)
-        self.num_updates += 1
         return metrics
 
     # --- checkpoints -------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 #                                                          #   dog assets, which the suite tasks never load) and .gl/
 #                                                          #   (EGL / GL loader .debs); both git-ignored
 # then one device call with carry [".whl", ".dmc", ".gl"] and the command:   bash scripts/gpu_bench.sh [SECONDS]
-# 1. scripts.bench.gpu on CUDA: crl, ppo and cpl (eager and agent.compile=true), curl, and compiled crl_gpu
+# 1. scripts.bench.gpu on CUDA: crl, ppo, curl and cpl (eager and agent.compile=true), and compiled crl_gpu
 #    (+preset=gpu), SECONDS timed each (default 30; 0 skips this phase); when jax imports, compiled crl trained end to
 #    end on MuJoCo XLA copies (crl_mjx x256, crl_gpu_mjx x4096) and reach on MJX alone at 4,096 copies (the mjx extra: jax,
 #    jaxlib, mujoco-mjx wheels in .whl, plus jax's CUDA plugin wheels for the GPU: `bash ../shared/device/wheels.sh
@@ -63,6 +63,7 @@ if [ "$SECONDS_PER_AGENT" -gt 0 ]; then  # 0: straight to the DMC runs
   bench --agents crl ppo curl "${curl_env[@]}" --out "$OUT/bench_gpu.json"
   bench --agents ppo --override ppo:agent.compile=true --out "$OUT/bench_gpu_ppo_compiled.json"
   bench --agents crl --override crl:agent.compile=true --out "$OUT/bench_gpu_crl_compiled.json"
+  bench --agents curl --override curl:agent.compile=true "${curl_env[@]}" --out "$OUT/bench_gpu_curl_compiled.json"
   bench --agents cpl --out "$OUT/bench_gpu_cpl.json"
   bench --agents cpl --override cpl:agent.compile=true --out "$OUT/bench_gpu_cpl_compiled.json"
   bench --agents crl_gpu --override crl_gpu:agent.compile=true --out "$OUT/bench_gpu_crl_gpu_compiled.json"
