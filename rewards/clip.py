@@ -16,8 +16,6 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.v2.functional as TF
-from torchvision.transforms import InterpolationMode
 
 from rewards.base import Batch, RewardFileError, RewardModule, batch_to_tensors
 
@@ -39,6 +37,11 @@ def goal_baseline_reward(
 def clip_preprocess(frames: torch.Tensor, cfg: dict[str, Any]) -> torch.Tensor:
     """uint8 frames (B, H, W, 3) -> normalised model input (B, 3, h, w), batched, following open_clip's
     eval transform for `model.visual.preprocess_cfg` (resize mode, interpolation, centre crop / pad, mean, std)."""
+    # torchvision is imported here, not at module level: it pulls in torch._dynamo (~1.6 s), which every
+    # `scripts.train` start (config errors included) would otherwise pay whether or not a CLIP reward is used
+    import torchvision.transforms.v2.functional as TF
+    from torchvision.transforms import InterpolationMode
+
     size = cfg["size"]
     th, tw = (size, size) if isinstance(size, int) else tuple(size)
     interpolation = InterpolationMode.BILINEAR if cfg.get("interpolation") == "bilinear" else InterpolationMode.BICUBIC
