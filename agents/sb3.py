@@ -27,6 +27,7 @@ from gymnasium import spaces
 from sb3_contrib import TQC
 from stable_baselines3 import PPO, SAC, HerReplayBuffer
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.running_mean_std import RunningMeanStd
 from stable_baselines3.common.utils import LinearSchedule
 from stable_baselines3.common.vec_env import VecEnv, VecNormalize
@@ -178,6 +179,8 @@ class SB3Agent:
         """Finish an SB3 model made with `_init_setup_model=False` from the spaces alone (as SB3's `load` does)."""
         model.observation_space, model.action_space, model.n_envs = observation_space, action_space, num_envs
         model._setup_model()
+        # crlab's engine logs the run; SB3's default logger would make an empty tempdir/SB3-<time> folder per learn()
+        model.set_logger(Logger(folder=None, output_formats=[]))
         return model
 
     # --- the SB3 loop ------------------------------------------------------------------------------------

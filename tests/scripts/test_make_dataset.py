@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def reach_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "reach.npz"
     done = subprocess.run([sys.executable, "-m", "scripts.make_dataset", "env=reach", "policy=noisy", "episodes=24",
-                           "num_envs=8", f"out={path}", "progress=false"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+                           "num_envs=8", f"out={path}", "progress=false", f"hydra.run.dir={path.parent / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return path
 
