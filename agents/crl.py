@@ -66,6 +66,7 @@ class CRLConfig:
     command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those
     command_source: str = "desired"  # desired: those slots ask for the desired goal | achieved: for the current one
     actor_random_goals: float = 0.5  # share of the actor's batch whose goals are other rows' (CRL's random_goals, 0.5 there)
+    actor_command_goals: float = 0.0  # share of actor goals put in the command's form: added slots from the state now
     target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
     goal_motion_share: float = 0.0  # share of each batch from episodes drawn by how far their achieved goal moved
     dataset: str | None = None  # a goal dataset (scripts.make_dataset): learn offline from it, no env step
@@ -76,7 +77,7 @@ class CRLConfig:
         if len(self.goal_observation_indices) != len(self.command_from_goal):
             raise ValueError(f"goal_observation_indices={self.goal_observation_indices} and command_from_goal="
                              f"{self.command_from_goal} must have the same length (one source per added coordinate)")
-        for name in ("actor_random_goals", "goal_motion_share"):
+        for name in ("actor_random_goals", "actor_command_goals", "goal_motion_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
         if self.command_source not in COMMAND_SOURCES:
@@ -189,6 +190,7 @@ class CRLAgent:
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr, fused=True)
         self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.alpha_lr, fused=True)
         env_goal_dim = int(np.prod(observation_space["achieved_goal"].shape))
+        self.env_goal_dim = env_goal_dim
         self.max_episode_steps = max_episode_steps
         self.buffer = GoalReplayBuffer(obs_dim, self.action_dim, goal_dim, num_envs, cfg.buffer_size, max_episode_steps,
                                        device, motion_dims=env_goal_dim if cfg.goal_motion_share > 0 else 0)
@@ -274,6 +276,8 @@ class CRLAgent:
             perm = torch.randperm(len(goal), device=goal.device)
             actor_goal = torch.where(swap, goal[perm], goal)
             actor_goal_repr = torch.where(swap, actor_goal_repr[perm], actor_goal_repr)
+        if cfg.actor_command_goals > 0 and len(self.command_idx) > 0:
+            actor_goal, actor_goal_repr = self._command_form(batch, actor_goal, actor_goal_repr)
         pi_action, log_prob = self.actor(torch.cat([obs, actor_goal], -1))
         state = torch.cat([obs, actor_goal], -1) if self.td else obs
         pi_sa_repr = self.critic.sa_encoder(torch.cat([state, pi_action], -1))
@@ -303,6 +307,19 @@ class CRLAgent:
             "categorical_accuracy": correct,
             **({"bc_loss": bc_loss.detach()} if cfg.bc_coef > 0 else {}),
         }
+
+    def _command_form(self, batch: dict[str, torch.Tensor], goal: torch.Tensor,
+                      goal_repr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Put an `actor_command_goals` share of the actor's goals in the form the actor is commanded with: the env
+        goal part kept, the added state slots filled from the current state's goal coordinates (command_source=
+        achieved; the desired ones otherwise), so the actor is trained on the kind of goal it is evaluated on."""
+        env_goal = goal[:, : self.env_goal_dim]
+        source = batch["achieved_now"] if self.cfg.command_source == "achieved" else env_goal
+        command = torch.cat([env_goal, source[:, self.command_idx]], -1)
+        swap = torch.rand(len(goal), 1, device=goal.device) < self.cfg.actor_command_goals
+        with torch.no_grad():
+            command_repr = self.critic.goal_encoder(command)
+        return torch.where(swap, command, goal), torch.where(swap, command_repr, goal_repr)
 
     def _td_critic_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """TD InfoNCE on a batch: the conditioning goals g_i and the candidate goals h_j are the batch's relabelled

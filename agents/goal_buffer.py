@@ -149,6 +149,8 @@ class GoalReplayBuffer:
             "goal": self.next_achieved_goal[episode, t + k - 1],
             # one step on (TD InfoNCE): the next state's achieved goal always, its observation where stored
             "next_goal": self.next_achieved_goal[episode, t],
+            # the achieved goal at the observation itself: the previous step's next one (at t = 0 the next one)
+            "achieved_now": self.next_achieved_goal[episode, (t - 1).clamp(min=0)],
             "next_observation": self.observation[episode, (t + 1).clamp(max=length - 1)],
             "has_next": (t + 1 < length).float(),
             "t": t,

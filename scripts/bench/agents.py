@@ -84,6 +84,10 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
                                               "agent.actor_random_goals=0.5"],
                             "crl_at_object_motion": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
                                                      "agent.actor_random_goals=0.5", *PUSH_MOTION],
+                            # and half the actor's goals in the command's form (pusher slot = the block now)
+                            "crl_at_object_motion_command": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
+                                                             "agent.actor_random_goals=0.5", *PUSH_MOTION,
+                                                             "agent.actor_command_goals=0.5"],
                             "crl_at_object_motion_utd1": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
                                                           "agent.actor_random_goals=0.5", *PUSH_MOTION,
                                                           "agent.updates_per_step=16"],  # one update per env step

@@ -71,6 +71,8 @@ def test_relabelled_goals_stay_inside_their_trajectory():
     assert (goal_time >= time + 1).all(), "goal is not in the future"
     max_len = torch.tensor(lengths, dtype=torch.float32)[env.long()]
     assert (goal_time <= max_len).all(), "goal is past the end of the episode"
+    now_id, now_time = batch["achieved_now"][:, 0], batch["achieved_now"][:, 1]
+    assert torch.equal(now_id, env * 100 + ep) and torch.equal(now_time, time.clamp(min=1)), "not the state's own goal"
 
 
 def test_config_validation_names_bad_values():
@@ -141,6 +143,23 @@ def test_goal_observation_indices_extend_the_stored_goal_and_the_command():
     agent.observe(o, a, torch.as_tensor(r), n, term, trunc)
     torch.testing.assert_close(agent.buffer.next_achieved_goal[agent.buffer.slot, 0], agent.reached_goal(n))
     assert agent.buffer.next_achieved_goal.shape[-1] == 4
+
+
+def test_actor_command_goals_fill_the_added_slots_from_the_state_now():
+    """The command form of a relabelled goal (block', pusher') is (block', block now) with command_source=achieved,
+    (block', block') with desired; a share of 0 leaves the batch goals alone."""
+    goal = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
+    batch = {"achieved_now": torch.tensor([[-1.0, -2.0, -3.0, -4.0], [-5.0, -6.0, -7.0, -8.0]])}
+    for source, expected in (("achieved", [[1.0, 2.0, -1.0, -2.0], [5.0, 6.0, -5.0, -6.0]]),
+                             ("desired", [[1.0, 2.0, 1.0, 2.0], [5.0, 6.0, 5.0, 6.0]])):
+        _, agent = _agent(goal_observation_indices=[6, 7], command_from_goal=[0, 1], command_source=source,
+                          actor_command_goals=1.0)
+        command, command_repr = agent._command_form(batch, goal, torch.zeros(2, agent.cfg.repr_dim))
+        torch.testing.assert_close(command, torch.tensor(expected))
+        torch.testing.assert_close(command_repr, agent.critic.goal_encoder(command).detach())
+    agent.cfg.actor_command_goals = 0.0
+    kept, kept_repr = agent._command_form(batch, goal, torch.zeros(2, agent.cfg.repr_dim))
+    assert torch.equal(kept, goal) and torch.equal(kept_repr, torch.zeros(2, agent.cfg.repr_dim))
 
 
 def test_goal_observation_options_are_checked():
