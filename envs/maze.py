@@ -10,6 +10,7 @@ episode ends are gymnasium-robotics' own (`reward_type` sparse: 1 at the goal, d
 from __future__ import annotations
 
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import gymnasium_robotics  # noqa: F401  (registers the maze ids)
@@ -41,6 +42,8 @@ class MazeTask(GoalImageMixin, SuiteTask):
         # The point's step is mostly Python: threads would only add overhead. The ant's physics dominates.
         self.default_threads = 1 if maze.startswith("PointMaze") else None
         super().__init__(num_envs, unwrapped_maker(MAZES[maze][0], **maze_kwargs), threads, width, height)
+        for env in self.envs:  # gymnasium-robotics writes each copy's maze XML to the temp folder and keeps it there
+            Path(env.tmp_xml_file_path).unlink(missing_ok=True)  # the model is loaded: the file is no longer read
         layout = self.envs[0].maze
         extent = max(layout.map_length, layout.map_width) * layout.maze_size_scaling
         self.camera = {"distance": 1.2 * extent, "azimuth": 90.0, "elevation": -90.0, "lookat": (0.0, 0.0, 0.0)}

@@ -16,6 +16,13 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def sb3_log_folder(tmp_path_factory):
+    """SB3's learn() without a logger makes a tempdir/SB3-<time> folder each call; the tests that drive an SB3 model
+    directly (as a user's script would) put theirs in pytest's temp folder instead."""
+    os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3"))
+
+
 def pytest_collection_modifyitems(config, items):
     """The MuJoCo XLA tests start JAX, whose thread pools make every later os.fork() (the CLI tests' subprocesses)
     unsafe: run them last."""

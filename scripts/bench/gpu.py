@@ -85,11 +85,11 @@ class TimedWindow(Hook):
         return False
 
 
-def reach_preferences(seed: int) -> Path:
-    """A preference dataset for the cpl measurement: random reach rollouts, 2,000 pairs of 25-step segments."""
+def reach_preferences(seed: int, folder: Path) -> Path:
+    """A preference dataset in `folder` for the cpl measurement: random reach rollouts, 2,000 pairs of 25-step
+    segments."""
     from scripts.make_preferences import make_preferences
 
-    folder = Path(tempfile.mkdtemp(prefix="bench_gpu_cpl_"))
     return make_preferences(compose_config("make_preferences", [
         f"rollouts={folder / 'reach'}", "record.env=reach", "record.env_kwargs={reward_type: dense}",
         "record.episodes=64", "record.num_envs=16", "pairs=2000", "gold_score=progress", f"seed={seed}"]))
@@ -100,22 +100,23 @@ def measure(name: str, overrides: list[str], device: str, seconds: float, warmup
     mine = [o.split(":", 1)[1] for o in overrides if o.startswith(f"{name}:")]
     common = [o for o in overrides if ":" not in o.split("=", 1)[0]]
     cfg = compose_config("train", [*SETUPS[name], f"device={device}", f"seed={seed}", *common, *mine])
-    if cfg.agent.name == "cpl" and cfg.agent.dataset is None:
-        cfg.agent.dataset = str(reach_preferences(seed))
-    torch.manual_seed(seed)
-    dev = resolve_device(cfg.device)
-    offline = bool(cfg.agent.get("dataset"))
-    if offline:  # the agent and its dataset as scripts.train builds them
-        built = build_offline(cfg, dev)
-        agent, envs, source = built.agent, [built.eval_env, built.video_env], DatasetSource(built.agent)
-    else:
-        env = make_envs(cfg, cfg.env.num_envs, backend=cfg.env.get("backend", "mujoco"))
-        agent = agent_from_config(cfg, env.single_observation_space, env.single_action_space, env.num_envs, dev)
-        envs, source = [env], EnvSource(agent, env, seed)
-    window = TimedWindow(agent, dev, warmup_s, seconds)
-    source.drive(Engine([window], total_steps=sys.maxsize))
-    for env in envs:
-        env.close()
+    with tempfile.TemporaryDirectory(prefix="bench_gpu_cpl_") as scratch:  # the cpl dataset, removed after
+        if cfg.agent.name == "cpl" and cfg.agent.dataset is None:
+            cfg.agent.dataset = str(reach_preferences(seed, Path(scratch)))
+        torch.manual_seed(seed)
+        dev = resolve_device(cfg.device)
+        offline = bool(cfg.agent.get("dataset"))
+        if offline:  # the agent and its dataset as scripts.train builds them
+            built = build_offline(cfg, dev)
+            agent, envs, source = built.agent, [built.eval_env, built.video_env], DatasetSource(built.agent)
+        else:
+            env = make_envs(cfg, cfg.env.num_envs, backend=cfg.env.get("backend", "mujoco"))
+            agent = agent_from_config(cfg, env.single_observation_space, env.single_action_space, env.num_envs, dev)
+            envs, source = [env], EnvSource(agent, env, seed)
+        window = TimedWindow(agent, dev, warmup_s, seconds)
+        source.drive(Engine([window], total_steps=sys.maxsize))
+        for env in envs:
+            env.close()
     opened, closed = window.opened, window.closed
     elapsed = closed["time"] - opened["time"]
     return {"env": cfg.env.name, "num_envs": int(cfg.env.num_envs), "seconds": elapsed,

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import gymnasium
 import numpy as np
 import pytest
@@ -55,3 +57,12 @@ def test_ant_maze_goal_image_puts_the_ant_on_the_goal():
 def test_unknown_maze_lists_the_choices():
     with pytest.raises(ValueError, match="PointMaze-UMaze"):
         gymnasium.make("crlab/PointMaze-UMaze-v0", maze="PointMaze-Huge")
+
+
+def test_maze_leaves_no_xml_in_the_temp_folder():
+    # gymnasium-robotics writes every maze copy's model to a temp XML; crlab removes it once the model is loaded
+    env = gymnasium.make_vec("crlab/PointMaze-UMaze-v0", num_envs=2)
+    paths = [copy.tmp_xml_file_path for copy in env.unwrapped.task.envs]
+    assert len(paths) == 2 and not any(Path(path).exists() for path in paths)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())  # the loaded model still steps
