@@ -39,7 +39,7 @@ from agents.networks import TanhGaussianPolicy, mlp
 
 ENERGIES = ("dot", "l2", "norm")
 CONTRASTIVE_LOSSES = ("forward", "backward", "symmetric", "td_infonce")
-COMMAND_SOURCES = ("desired", "achieved")
+COMMAND_SOURCES = ("desired", "achieved", "behind")
 
 
 @dataclass
@@ -64,7 +64,9 @@ class CRLConfig:
     updates_per_step: int = 1  # gradient steps per vector-env step
     goal_observation_indices: list[int] = field(default_factory=list)  # state coordinates added to the goal
     command_from_goal: list[int] = field(default_factory=list)  # desired-goal coordinate that fills each of those
-    command_source: str = "desired"  # desired: those slots ask for the desired goal | achieved: for the current one
+    command_source: str = "desired"  # desired: those slots ask for the desired goal | achieved: for the current one |
+    # behind: command_offset short of the desired goal on the line from the current one (where a pusher ends a push)
+    command_offset: float = 0.05  # behind: metres (Push: block half-size 0.025 + pusher radius 0.02 = contact at 0.045)
     actor_random_goals: float = 0.5  # share of the actor's batch whose goals are other rows' (CRL's random_goals, 0.5 there)
     actor_command_goals: float = 0.0  # share of actor goals put in the command's form: added slots from the state now
     target_tau: float = 0.005  # td_infonce: Polyak rate of the target critic
@@ -80,6 +82,8 @@ class CRLConfig:
         for name in ("actor_random_goals", "actor_command_goals", "goal_motion_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
+        if self.command_offset < 0:
+            raise ValueError(f"command_offset={self.command_offset} must be >= 0 (metres short of the goal)")
         if self.command_source not in COMMAND_SOURCES:
             raise ValueError(f"command_source={self.command_source!r} is not one of {COMMAND_SOURCES}")
         if self.energy not in ENERGIES:
@@ -214,8 +218,19 @@ class CRLAgent:
         `command_from_goal` coordinates of the desired goal (command_source=desired: e.g. the gripper where the
         object should end) or of the current achieved goal (achieved: the gripper at the object as it is now, so
         the command says "stay at the object and bring it to the goal")."""
-        source = obs["desired_goal"] if self.cfg.command_source == "desired" else obs["achieved_goal"]
-        return torch.cat([obs["desired_goal"], source[:, self.command_idx]], -1)
+        return torch.cat([obs["desired_goal"], self.command_slots(obs["desired_goal"], obs["achieved_goal"])], -1)
+
+    def command_slots(self, desired: torch.Tensor, achieved: torch.Tensor) -> torch.Tensor:
+        """(N, len(command_from_goal)) values of the added slots in a command for env goals `desired` (N, G) from
+        states whose goals are `achieved` (N, G), per `command_source` (behind: where a pusher stands once it has
+        pushed the object in a straight line from where it is to the goal, `command_offset` short of it)."""
+        if self.cfg.command_source == "desired":
+            return desired[:, self.command_idx]
+        if self.cfg.command_source == "achieved":
+            return achieved[:, self.command_idx]
+        heading = desired - achieved
+        heading = heading / heading.norm(dim=-1, keepdim=True).clamp(min=1e-6)  # 0 where the object is at the goal
+        return (desired - self.cfg.command_offset * heading)[:, self.command_idx]
 
     def reached_goal(self, obs: TensorObs) -> torch.Tensor:
         """The critic-space goal (N, G') a state achieves: its achieved goal and the chosen state coordinates."""
@@ -311,11 +326,10 @@ class CRLAgent:
     def _command_form(self, batch: dict[str, torch.Tensor], goal: torch.Tensor,
                       goal_repr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Put an `actor_command_goals` share of the actor's goals in the form the actor is commanded with: the env
-        goal part kept, the added state slots filled from the current state's goal coordinates (command_source=
-        achieved; the desired ones otherwise), so the actor is trained on the kind of goal it is evaluated on."""
+        goal part kept, the added state slots filled as a command fills them (`command_slots`, from the batch
+        state's own goal), so the actor is trained on the kind of goal it is evaluated on."""
         env_goal = goal[:, : self.env_goal_dim]
-        source = batch["achieved_now"] if self.cfg.command_source == "achieved" else env_goal
-        command = torch.cat([env_goal, source[:, self.command_idx]], -1)
+        command = torch.cat([env_goal, self.command_slots(env_goal, batch["achieved_now"][:, : self.env_goal_dim])], -1)
         swap = torch.rand(len(goal), 1, device=goal.device) < self.cfg.actor_command_goals
         with torch.no_grad():
             command_repr = self.critic.goal_encoder(command)

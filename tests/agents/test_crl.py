@@ -162,6 +162,23 @@ def test_actor_command_goals_fill_the_added_slots_from_the_state_now():
     assert torch.equal(kept, goal) and torch.equal(kept_repr, torch.zeros(2, agent.cfg.repr_dim))
 
 
+def test_behind_command_puts_the_pusher_short_of_the_goal_on_the_line_from_the_object():
+    """Object at (0, 0), goal at (0.3, 0.4) (5 units away): the pusher slot asks for goal - 0.05 * (0.6, 0.8); an
+    object already at its goal asks for the goal itself. Commands and the actor's command-form goals agree."""
+    _, agent = _agent(goal_observation_indices=[6, 7], command_from_goal=[0, 1], command_source="behind",
+                      command_offset=0.05, actor_command_goals=1.0)
+    desired = torch.tensor([[0.3, 0.4], [0.1, 0.1]])
+    achieved = torch.tensor([[0.0, 0.0], [0.1, 0.1]])
+    expected = torch.tensor([[0.27, 0.36], [0.1, 0.1]])
+    torch.testing.assert_close(agent.command_slots(desired, achieved), expected)
+    obs = {"desired_goal": desired, "achieved_goal": achieved, "observation": torch.zeros(2, 8)}
+    torch.testing.assert_close(agent.command(obs), torch.cat([desired, expected], -1))
+    relabelled = torch.cat([desired, torch.ones(2, 2)], -1)  # (object', pusher') from the buffer
+    command, _ = agent._command_form({"achieved_now": torch.cat([achieved, torch.ones(2, 2)], -1)}, relabelled,
+                                     torch.zeros(2, agent.cfg.repr_dim))
+    torch.testing.assert_close(command, torch.cat([desired, expected], -1))
+
+
 def test_goal_observation_options_are_checked():
     with pytest.raises(ValueError, match="same length"):
         CRLConfig(goal_observation_indices=[0, 1], command_from_goal=[0])
@@ -169,6 +186,10 @@ def test_goal_observation_options_are_checked():
         _agent(goal_observation_indices=[8], command_from_goal=[0])
     with pytest.raises(ValueError, match="actor_random_goals"):
         CRLConfig(actor_random_goals=1.5)
+    with pytest.raises(ValueError, match="'sideways'.*behind"):
+        CRLConfig(command_source="sideways")
+    with pytest.raises(ValueError, match="command_offset=-0.1"):
+        CRLConfig(command_offset=-0.1)
 
 
 def test_td_infonce_loss_on_a_hand_built_batch():
