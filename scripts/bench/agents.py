@@ -67,6 +67,24 @@ PUSH_MOTION = ["agent.goal_motion_share=0.5"]
 FETCH_GRIPPER_GOAL = ["agent.goal_observation_indices=[0,1,2]", "agent.command_from_goal=[0,1,2]"]
 # runs measured before agent.actor_random_goals became 0.5 (the README's rows) keep the old default
 CRL_NO_RANDOM_GOALS = ["agent=crl", "agent.actor_random_goals=0.0"]
+# Push runs measured on the way to scripts/conf/tuned/crl_push.yaml (the README's rows): each names all its settings
+PUSH_HISTORY: dict[str, list[str]] = {
+    "crl": CRL_NO_RANDOM_GOALS, "crl_goal_state": [*CRL_NO_RANDOM_GOALS, *PUSH_GOAL_STATE],
+    "crl_motion": [*CRL_NO_RANDOM_GOALS, *PUSH_MOTION], "crl_random_goals": ["agent=crl"],
+    "crl_at_object": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
+                      "agent.actor_random_goals=0.5"],
+    "crl_at_object_motion": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
+                             "agent.actor_random_goals=0.5", *PUSH_MOTION],
+    # and half the actor's goals in the command's form (pusher slot = the block now)
+    "crl_at_object_motion_command": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
+                                     "agent.actor_random_goals=0.5", *PUSH_MOTION,
+                                     "agent.actor_command_goals=0.5"],
+    "crl_at_object_motion_utd1": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
+                                  "agent.actor_random_goals=0.5", *PUSH_MOTION,
+                                  "agent.updates_per_step=16"],  # one update per env step
+    "crl_goal_state_motion": ["agent=crl", *PUSH_GOAL_STATE, *PUSH_MOTION,
+                              "agent.actor_random_goals=0.5"],
+}
 GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
     "fetch_reach": ("fetch_reach", 300, {"crl": CRL_NO_RANDOM_GOALS, "crl_random_goals": ["agent=crl"], "sb3_sac_her": ["agent=sb3_sac"],
                                          "sb3_tqc_her": ["agent=sb3_tqc"],
@@ -78,21 +96,9 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
                                                      "crl_random_goals": ["agent=crl", "agent.actor_random_goals=0.5"],
                                                      "crl_td_infonce_random_goals": ["agent=crl", "agent.contrastive_loss=td_infonce",
                                                                                      "agent.actor_random_goals=0.5"]}),
-    "push": ("push", 1200, {"crl": CRL_NO_RANDOM_GOALS, "crl_goal_state": [*CRL_NO_RANDOM_GOALS, *PUSH_GOAL_STATE],
-                            "crl_motion": [*CRL_NO_RANDOM_GOALS, *PUSH_MOTION], "crl_random_goals": ["agent=crl"],
-                            "crl_at_object": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
-                                              "agent.actor_random_goals=0.5"],
-                            "crl_at_object_motion": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
-                                                     "agent.actor_random_goals=0.5", *PUSH_MOTION],
-                            # and half the actor's goals in the command's form (pusher slot = the block now)
-                            "crl_at_object_motion_command": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
-                                                             "agent.actor_random_goals=0.5", *PUSH_MOTION,
-                                                             "agent.actor_command_goals=0.5"],
-                            "crl_at_object_motion_utd1": ["agent=crl", *PUSH_GOAL_STATE, "agent.command_source=achieved",
-                                                          "agent.actor_random_goals=0.5", *PUSH_MOTION,
-                                                          "agent.updates_per_step=16"],  # one update per env step
-                            "crl_goal_state_motion": ["agent=crl", *PUSH_GOAL_STATE, *PUSH_MOTION,
-                                                      "agent.actor_random_goals=0.5"],
+    "push": ("push", 1200, {"crl_tuned": ["agent=crl"],  # the default: tuned/crl_push.yaml
+                            "crl_tuned_command_half": ["agent=crl", "agent.actor_command_goals=0.5"],
+                            **{name: ["~tuned", *overrides] for name, overrides in PUSH_HISTORY.items()},
                             "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
     "fetch_push": ("fetch_push", 3600, {"crl": CRL_NO_RANDOM_GOALS,
                                         "crl_at_object_motion": ["agent=crl", *FETCH_GRIPPER_GOAL, "agent.command_source=achieved",
@@ -487,7 +493,7 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
     g = args.offline_updates
     warmup = 2_000 + int(env_cfg.num_envs) * int(env_cfg.max_episode_steps)  # crl's warm-up, then one stored episode
     online_steps = warmup + g * int(env_cfg.num_envs)  # one update per vector step of num_envs copies
-    crl = CRL_NO_RANDOM_GOALS  # as measured for the README
+    crl = ["~tuned", *CRL_NO_RANDOM_GOALS]  # as measured for the README (before tuned/crl_push.yaml)
     runs = {"crl_offline_bc": [*crl, f"agent.dataset={data}", f"agent.bc_coef={args.offline_bc}",
                                f"total_env_steps={g}", f"eval_every={g // 4}"],
             "crl_offline": [*crl, f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],

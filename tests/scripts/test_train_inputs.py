@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from agents import make_agent_config
 from agents.checkpoint import CheckpointError
@@ -102,3 +103,23 @@ def test_old_option_names_are_refused_with_the_new_one(old, new):
         make_agent_config("ppo", {old: 0.9})
     assert unknown_key_message(OmegaConf.create({"agent": {"discount": 0.9}}), f"agent.{old}") == (
         f"agent.{old} is now agent.{new} (one name per concept across agents)")
+
+
+def test_tuned_settings_apply_to_their_pair_only_and_yield_to_the_cli():
+    tuned = config("agent=crl", "env=push").agent
+    assert tuned.command_source == "behind" and list(tuned.goal_observation_indices) == [0, 1]
+    assert config("agent=crl", "env=reach").agent.command_source == "desired"
+    assert config("agent=crl", "env=push", "~tuned").agent.command_source == "desired"
+    assert config("agent=crl", "env=push", "agent.command_source=achieved").agent.command_source == "achieved"
+
+
+def test_every_tuned_file_names_an_agent_env_pair_and_valid_agent_options():
+    agents, envs = ({p.stem for p in (CONF / group).glob("*.yaml")} for group in ("agent", "env"))
+    files = sorted((CONF / "tuned").glob("*.yaml"))
+    assert files
+    for path in files:
+        pairs = [(a, e) for a in agents for e in envs if path.stem == f"{a}_{e}"]
+        assert len(pairs) == 1, f"{path.name} names no agent_env pair"
+        cfg = config(f"agent={pairs[0][0]}", f"env={pairs[0][1]}")
+        options = {k: v for k, v in OmegaConf.to_container(cfg.agent).items() if k != "name"}
+        make_agent_config(pairs[0][0], options)  # raises on an unknown or out-of-range key
