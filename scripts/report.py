@@ -14,6 +14,7 @@ import csv
 import json
 import re
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,10 +184,11 @@ def plot_curves(summaries: list[dict[str, Any]], out_dir: Path, confidence: floa
     paths = []
     tasks = sorted({(s["env"], s["reward"]) for s in summaries})
     for env, reward in tasks:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
         for s in (s for s in summaries if (s["env"], s["reward"]) == (env, reward)):
             c = s["curve"]
             label = s["agent"] + (f" ({variant_text(s['variant'])})" if s["variant"] else "") + f", {len(s['runs'])} seeds"
+            label = textwrap.fill(label, 110)  # a long variant (several differing keys) wraps instead of squashing the axes
             for ax, name in zip(axes, METRICS):
                 line, = ax.plot(c["env_steps"], c[f"{name}_iqm"], label=label, marker="." if len(c["env_steps"]) < 30 else None)
                 ax.fill_between(c["env_steps"], c[f"{name}_ci_low"], c[f"{name}_ci_high"], color=line.get_color(), alpha=0.2)
@@ -196,9 +198,8 @@ def plot_curves(summaries: list[dict[str, Any]], out_dir: Path, confidence: floa
             ax.set_ylabel(f"eval {name} (IQM over seeds)")
             ax.grid(alpha=0.3)
         axes[0].set_ylim(-0.03, 1.03)
-        axes[0].legend(fontsize=8)
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8)
         fig.suptitle(f"{env} / {reward}: IQM with {confidence:.0%} stratified-bootstrap CI")
-        fig.tight_layout()
         path = out_dir / f"curves_{slug(env, reward)}.png"
         fig.savefig(path, dpi=110)
         plt.close(fig)

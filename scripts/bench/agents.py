@@ -96,8 +96,8 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
                                                      "crl_random_goals": ["agent=crl", "agent.actor_random_goals=0.5"],
                                                      "crl_td_infonce_random_goals": ["agent=crl", "agent.contrastive_loss=td_infonce",
                                                                                      "agent.actor_random_goals=0.5"]}),
-    "push": ("push", 1200, {"crl_tuned": ["agent=crl"],  # the default: tuned/crl_push.yaml
-                            "crl_tuned_command_half": ["agent=crl", "agent.actor_command_goals=0.5"],
+    "push": ("push", 1200, {"crl_tuned": ["agent=crl", "agent.compile=true"],  # the default: tuned/crl_push.yaml
+                            "crl_tuned_command_half": ["agent=crl", "agent.compile=true", "agent.actor_command_goals=0.5"],
                             **{name: ["~tuned", *overrides] for name, overrides in PUSH_HISTORY.items()},
                             "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
     "fetch_push": ("fetch_push", 3600, {"crl": CRL_NO_RANDOM_GOALS,
