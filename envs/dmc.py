@@ -22,7 +22,7 @@ from gymnasium import spaces
 
 from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
 from envs.frame_stack import FrameStack
-from envs.mujoco_batch import _load_triton_first, new_renderer
+from envs.mujoco_batch import load_triton_first, new_renderer
 
 CURL_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "cheetah": 4, "walker": 2, "finger": 2, "ball_in_cup": 4}
 TASKS = (
@@ -40,8 +40,8 @@ CAMERA_ID = 0  # CURL used camera 0 for these tasks (camera 2 only for quadruped
 
 
 def _suite() -> ModuleType:
-    """`dm_control.suite`, imported after triton (see `_load_triton_first`: dm_control renders through Mesa EGL)."""
-    _load_triton_first()
+    """`dm_control.suite`, imported after triton (see `load_triton_first`: dm_control renders through Mesa EGL)."""
+    load_triton_first()
     from dm_control import suite
 
     return suite

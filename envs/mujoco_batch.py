@@ -29,7 +29,7 @@ def _close_live_renderers() -> None:
 
 def new_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
     """A `mujoco.Renderer` (triton loaded first, see below) that is closed at exit if nobody closed it."""
-    _load_triton_first()
+    load_triton_first()
     before_first_gl_context()
     renderer = mujoco.Renderer(model, height=height, width=width)
     if not _LIVE_RENDERERS:
@@ -39,7 +39,7 @@ def new_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Rende
     return renderer
 
 
-def _load_triton_first() -> None:
+def load_triton_first() -> None:
     """Mesa's software EGL (llvmpipe) and triton each carry their own LLVM; a process that loads triton after a
     Mesa context exists segfaults (torch imports triton lazily, e.g. on an optimizer's first step). Loading
     triton before the first context avoids the clash."""

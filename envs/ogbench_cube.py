@@ -27,6 +27,7 @@ from gymnasium import spaces
 from tqdm import tqdm
 
 from envs.batched import BatchedEnv, BatchedVectorEnv, Obs
+from envs.mujoco_batch import load_triton_first
 from envs.pixels import make_task
 from envs.suite import SuiteTask
 
@@ -39,6 +40,7 @@ DATA_EPISODE_STEPS = 1001  # OGBench's dataset episodes
 
 
 def _ogbench_env(mode: str, **kwargs: Any) -> gymnasium.Env:
+    load_triton_first()  # ogbench's manipspace imports dm_control, which opens a Mesa EGL display at import
     import ogbench.manipspace  # noqa: F401  (registers cube-single-v0)
 
     env = gymnasium.make("cube-single-v0", mode=mode, disable_env_checker=True, **kwargs).unwrapped
@@ -58,7 +60,9 @@ class OGBenchCubeTask(SuiteTask):
         if task_id is not None and not 1 <= task_id <= NUM_TASKS:
             raise ValueError(f"task_id={task_id} is not an OGBench cube-single task: 1..{NUM_TASKS} or None (random)")
         self.task_id = task_id
-        super().__init__(num_envs, lambda: _ogbench_env("task", terminate_at_goal=True), threads, width, height)
+        # OGBench sizes the model's offscreen framebuffer from width / height (200 x 200 by default): pass crlab's
+        super().__init__(num_envs, lambda: _ogbench_env("task", terminate_at_goal=True, width=width, height=height),
+                         threads, width, height)
         box = lambda n: spaces.Box(-np.inf, np.inf, (n,), np.float64)  # noqa: E731
         self.observation_space = spaces.Dict({"observation": box(28), "achieved_goal": box(3), "desired_goal": box(3)})
 

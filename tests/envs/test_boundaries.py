@@ -104,6 +104,28 @@ def test_async_vector_env_after_rendering_does_not_hang(tmp_path):
     assert "async ok (2, 3, 32, 32)" in result.stdout
 
 
+TORCH_COMPILER_AFTER_ENV = """
+import sys
+import gymnasium
+import envs
+env = gymnasium.make(sys.argv[1], render_mode="rgb_array")
+env.reset(seed=0)
+env.render()
+import torch._dynamo  # what an optimizer's constructor imports lazily; it loads triton's LLVM
+print("dynamo ok")
+"""
+
+
+@pytest.mark.parametrize("env_id", ["crlab/OGBenchCubeSingle-v0", "crlab/DMC-cartpole-swingup-v0", "crlab/Push-v0"])
+def test_torch_compiler_loads_after_a_rendering_env(tmp_path, env_id):
+    """dm_control opens a Mesa EGL display when imported; triton loaded after Mesa's LLVM segfaulted the process
+    (scripts.train agent=crl env=ogbench_cube_single, 2026-12-02). A fresh process, as a user's script would be."""
+    script = tmp_path / "compiler_after_env.py"
+    script.write_text(TORCH_COMPILER_AFTER_ENV)
+    result = subprocess.run([sys.executable, str(script), env_id], cwd=ROOT, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0 and "dynamo ok" in result.stdout, (result.returncode, result.stderr[-2000:])
+
+
 @pytest.mark.parametrize("env_id", ["crlab/Reach-v0", "crlab/Push-v0"])
 def test_pickle_and_deepcopy_after_render(env_id):
     import copy

@@ -42,3 +42,11 @@ def test_ogbench_collection_writes_whole_episodes_of_the_oracle():
     assert np.abs(data["actions"]).max() <= 1.0
     with pytest.raises(ValueError, match="play | noisy"):
         collect_ogbench("expert", episodes=1, seed=0)
+
+
+def test_render_at_crlab_size():
+    # OGBench's model has a 200 x 200 offscreen framebuffer unless told otherwise: crlab's 480 x 480 frame must fit
+    env = gymnasium.make("crlab/OGBenchCubeSingle-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.shape == (480, 480, 3) and frame.std() > 0
