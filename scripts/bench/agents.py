@@ -100,8 +100,10 @@ GOAL_TASKS: dict[str, tuple[str, int, dict[str, list[str]]]] = {
                             "crl_tuned_command_half": ["agent=crl", "agent.compile=true", "agent.actor_command_goals=0.5"],
                             **{name: ["~tuned", *overrides] for name, overrides in PUSH_HISTORY.items()},
                             "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
-    "fetch_push": ("fetch_push", 3600, {"crl": CRL_NO_RANDOM_GOALS,
-                                        "crl_at_object_motion": ["agent=crl", *FETCH_GRIPPER_GOAL, "agent.command_source=achieved",
+    "fetch_push": ("fetch_push", 3600, {"crl_tuned": ["agent=crl", "agent.compile=true"],  # tuned/crl_fetch_push.yaml
+                                        "crl": ["~tuned", *CRL_NO_RANDOM_GOALS],
+                                        "crl_at_object_motion": ["~tuned", "agent=crl", *FETCH_GRIPPER_GOAL,
+                                                                 "agent.command_source=achieved",
                                                                  "agent.actor_random_goals=0.5", *PUSH_MOTION],
                                         "sb3_sac_her": ["agent=sb3_sac"], "sb3_tqc_her": ["agent=sb3_tqc"]}),
 }
