@@ -217,7 +217,8 @@ class CRLAgent:
         """The critic-space goal (N, G') of a command: the desired goal (N, G), then, in the added state slots, the
         `command_from_goal` coordinates of the desired goal (command_source=desired: e.g. the gripper where the
         object should end) or of the current achieved goal (achieved: the gripper at the object as it is now, so
-        the command says "stay at the object and bring it to the goal")."""
+        the command says "stay at the object and bring it to the goal"), or just short of the goal on the line
+        from the object (behind: where a pusher ends a straight push; see `command_slots`)."""
         return torch.cat([obs["desired_goal"], self.command_slots(obs["desired_goal"], obs["achieved_goal"])], -1)
 
     def command_slots(self, desired: torch.Tensor, achieved: torch.Tensor) -> torch.Tensor:
