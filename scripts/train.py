@@ -47,7 +47,8 @@ def with_resumed_groups(argv: list[str]) -> list[str]:
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    if tuned := HydraConfig.get().runtime.choices.get("tuned"):  # tuned/AGENT_ENV.yaml exists for this pair
+    tuned = HydraConfig.get().runtime.choices.get("tuned")  # tuned/AGENT_ENV.yaml exists for this pair
+    if tuned and cfg.resume is None:  # a resumed run keeps its saved config, tuned or not
         print(f"agent settings measured for this env: scripts/conf/tuned/{tuned}.yaml (~tuned: without them)")
     with user_errors():
         run_dir = train(cfg, Path(HydraConfig.get().runtime.output_dir), list(HydraConfig.get().overrides.task))
