@@ -1,12 +1,12 @@
-"""OGBench cube-single as a crlab goal env: its five evaluation tasks, OGBench's success as the goal reward, and
-datasets collected with OGBench's own oracles."""
+"""OGBench cube-single and cube-double as crlab goal envs: their five evaluation tasks, OGBench's success as the goal
+reward, and datasets collected with OGBench's own oracles."""
 
 import gymnasium
 import numpy as np
 import pytest
 
 import envs  # noqa: F401
-from envs.ogbench_cube import CENTER, CUBE, SCALE, collect_ogbench
+from envs.ogbench_cube import CENTER, CUBE, SCALE, collect_ogbench, cube_positions
 
 
 def test_copies_cover_the_five_tasks_and_spaces_hold():
@@ -50,3 +50,33 @@ def test_render_at_crlab_size():
     env.reset(seed=0)
     frame = env.render()
     assert frame.shape == (480, 480, 3) and frame.std() > 0
+
+
+def test_cube_double_needs_both_cubes_at_their_goals():
+    env = gymnasium.make("crlab/OGBenchCubeDouble-v0", task_id=3)
+    obs, _ = env.reset(seed=0)
+    suite = env.unwrapped.task.envs[0]
+    assert env.spec.max_episode_steps == 500 and obs["observation"].shape == (37,) and obs["desired_goal"].shape == (6,)
+    targets = np.stack([suite._data.mocap_pos[suite._cube_target_mocap_ids[i]] for i in range(2)])
+    np.testing.assert_allclose(obs["desired_goal"], ((targets - CENTER) * SCALE).reshape(-1))
+    np.testing.assert_array_equal(obs["achieved_goal"], np.r_[obs["observation"][19:22], obs["observation"][28:31]])
+    suite._data.joint("object_joint_0").qpos[:3] = targets[0]  # one cube home: OGBench's task is not done
+    obs, reward, terminated, _, info = env.step(np.zeros(5))
+    assert not info["is_success"] and not terminated and reward == -1.0
+    suite._data.joint("object_joint_1").qpos[:3] = targets[1]
+    obs, reward, terminated, _, info = env.step(np.zeros(5))
+    assert info["is_success"] and terminated and reward == 0.0
+    # compute_reward, batched: both cubes within the radius or -1
+    goal = obs["desired_goal"]
+    near, one_off = goal + 0.1, goal + np.r_[0.0, 0.0, 0.0, 0.5, 0.0, 0.0]
+    np.testing.assert_array_equal(env.unwrapped.compute_reward(np.stack([near, one_off]), np.stack([goal, goal]), None),
+                                  [0.0, -1.0])
+    env.close()
+
+
+def test_cube_double_collection_has_both_cubes_as_achieved_goals():
+    data = collect_ogbench("noisy", episodes=1, seed=0, episode_steps=30, cubes=2)
+    assert data["observations"].shape == (30, 37) and data["achieved_goals"].shape == (30, 6)
+    np.testing.assert_array_equal(data["achieved_goals"], cube_positions(data["observations"], 2))
+    with pytest.raises(ValueError, match=r"cubes=3 .*\[1, 2\]"):
+        collect_ogbench("noisy", episodes=1, seed=0, cubes=3)
