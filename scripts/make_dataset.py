@@ -25,7 +25,7 @@ from tqdm import tqdm
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents.goal_dataset import STEP_FIELDS, save_goal_dataset
 from envs.batched import true_next_obs
-from envs.ogbench_cube import OGBENCH_ENVS
+from envs.ogbench_cube import OGBENCH_ENVS, collect_ogbench
 from envs.scripted import noisy_policy, random_policy, scripted_policy
 from scripts.cli import check_overrides, user_errors
 
@@ -43,8 +43,6 @@ def collect(env_cfg: DictConfig, policy_name: str, noise: float, episodes: int, 
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"episodes={episodes} and num_envs={num_envs} must be >= 1")
     if env_cfg.id in OGBENCH_ENVS and policy_name in OGBENCH_KINDS:  # OGBench's protocol, its oracles
-        from envs.ogbench_cube import collect_ogbench
-
         return collect_ogbench(OGBENCH_KINDS[policy_name], episodes, seed, cubes=OGBENCH_ENVS[env_cfg.id][1],
                                progress=progress)
     if policy_name == "play":
