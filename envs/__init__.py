@@ -89,7 +89,9 @@ for _task in ("bin-picking-v3", "button-press-topdown-v3", "door-open-v3", "draw
                         goal_conditioned=False)
     _register_suite_env(f"crlab/MetaWorldGoal-{_task[:-3]}-v0", "meta_world", "MetaWorld", 500, task=_task,
                         goal_conditioned=True)
-# OGBench's cube-single and cube-double (envs/ogbench_cube.py): the offline goal-conditioned benchmark's manipulation
-_register_suite_env("crlab/OGBenchCubeSingle-v0", "ogbench_cube", "OGBenchCube", 200)
-_register_suite_env("crlab/OGBenchCubeDouble-v0", "ogbench_cube", "OGBenchCube", 500, cubes=2)
+# OGBench's cube-single, cube-double and scene (envs/ogbench_manip.py): the offline goal-conditioned benchmark's
+# manipulation
+_register_suite_env("crlab/OGBenchCubeSingle-v0", "ogbench_manip", "OGBenchCube", 200)
+_register_suite_env("crlab/OGBenchCubeDouble-v0", "ogbench_manip", "OGBenchCube", 500, cubes=2)
+_register_suite_env("crlab/OGBenchScene-v0", "ogbench_manip", "OGBenchScene", 750)
 del _task, _maze, _steps

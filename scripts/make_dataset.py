@@ -5,9 +5,9 @@ and `agent=gcbc agent.dataset=PATH`.
 `oracle` is the env's scripted policy (envs/scripted.py), `noisy` the same with N(0, noise²) added to every action
 (clipped), the kind of data OGBench's "noisy" datasets and Stabilizing CRL's scripted-plus-noise data are;
 `random` takes uniform actions. Episodes run to the env config's `max_episode_steps`; each copy's episode is
-written whole once it ends. On `env=ogbench_cube_single` and `env=ogbench_cube_double`, `noisy` and `play` (or
-`oracle`) follow OGBench's own collection protocol with its oracles (envs/ogbench_cube.py: 1001-step episodes, new
-targets as each is reached).
+written whole once it ends. On `env=ogbench_cube_single`, `env=ogbench_cube_double` and `env=ogbench_scene`, `noisy`
+and `play` (or `oracle`) follow OGBench's own collection protocol with its oracles (envs/ogbench_manip.py: 1001-step
+episodes, new targets as each is reached).
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from tqdm import tqdm
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents.goal_dataset import STEP_FIELDS, save_goal_dataset
 from envs.batched import true_next_obs
-from envs.ogbench_cube import OGBENCH_ENVS, collect_ogbench
+from envs.ogbench_manip import OGBENCH_ENVS, collect_ogbench
 from envs.scripted import noisy_policy, random_policy, scripted_policy
 from scripts.cli import check_overrides, user_errors
 
-POLICIES = ("oracle", "noisy", "random", "play")  # play: OGBench's plan oracle (OGBench's cube envs only)
+POLICIES = ("oracle", "noisy", "random", "play")  # play: OGBench's plan oracles (OGBench's envs only)
 OGBENCH_KINDS = {"noisy": "noisy", "play": "play", "oracle": "play"}  # OGBench's own collection per policy
 
 
@@ -43,11 +43,11 @@ def collect(env_cfg: DictConfig, policy_name: str, noise: float, episodes: int, 
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"episodes={episodes} and num_envs={num_envs} must be >= 1")
     if env_cfg.id in OGBENCH_ENVS and policy_name in OGBENCH_KINDS:  # OGBench's protocol, its oracles
-        return collect_ogbench(OGBENCH_KINDS[policy_name], episodes, seed, cubes=OGBENCH_ENVS[env_cfg.id][1],
+        return collect_ogbench(OGBENCH_KINDS[policy_name], episodes, seed, name=OGBENCH_ENVS[env_cfg.id][0],
                                progress=progress)
     if policy_name == "play":
-        raise ValueError(f"policy=play is OGBench's plan oracle: env=ogbench_cube_single | ogbench_cube_double only "
-                         f"(got env={env_cfg.name})")
+        raise ValueError(f"policy=play is OGBench's plan oracles: env=ogbench_cube_single | ogbench_cube_double | "
+                         f"ogbench_scene only (got env={env_cfg.name})")
     kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
     env = gymnasium.make_vec(env_cfg.id, num_envs=num_envs, max_episode_steps=env_cfg.max_episode_steps, **kwargs)
     space = env.single_observation_space

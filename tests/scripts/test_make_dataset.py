@@ -49,7 +49,7 @@ def test_collection_is_seeded_and_noise_is_added_to_the_oracles_actions():
     np.testing.assert_array_equal(collect(env, "noisy", 0.0, 16, 16, seed=0)["actions"], oracle["actions"])
     with pytest.raises(ValueError, match=r"policy='expert' is not one of \['oracle', 'noisy', 'random', 'play'\]"):
         collect(env, "expert", 0.0, 1, 1, seed=0)
-    with pytest.raises(ValueError, match=r"ogbench_cube_single \| ogbench_cube_double only \(got env=reach\)"):
+    with pytest.raises(ValueError, match=r"ogbench_cube_double \| ogbench_scene only \(got env=reach\)"):
         collect(env, "play", 0.0, 1, 1, seed=0)  # OGBench's plan oracle: its cube envs only
 
 
