@@ -78,6 +78,7 @@ RUN_KEYS = {"seed": ("int >= 0", False), "total_env_steps": ("int > 0", False), 
             "eval_episodes": ("int > 0", False), "video_episodes": ("int >= 0", False),
             "checkpoint_every": ("int > 0", False), "keep_checkpoints": ("int >= 0", False),
             "log_every_s": ("number >= 0", False), "time_limit_s": ("number > 0", True), "torch_threads": ("int > 0", True)}
+RUN_SWITCHES = ("eval_at_start", "progress")  # run keys that are true / false
 
 
 def check_run_config(cfg: DictConfig) -> None:
@@ -96,6 +97,9 @@ def check_run_config(cfg: DictConfig) -> None:
         if not ok:
             hint = " or null" if nullable else ""
             raise ValueError(f"{key}={value!r} must be {'an integer' if kind == 'int' else 'a number'} {op} {bound}{hint}")
+    for key in RUN_SWITCHES:
+        if key in cfg and not isinstance(cfg[key], bool):
+            raise ValueError(f"{key}={cfg[key]!r} must be true or false")
 
 
 def check_run_paths(argv: list[str]) -> None:

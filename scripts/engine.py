@@ -176,11 +176,13 @@ class SB3Source:
 
 
 class Evaluation(Hook):
-    """Every `eval_every` steps (and at a stop between two): evaluation episodes -> a metrics.csv row, and videos."""
+    """Every `eval_every` steps (and at a stop between two): evaluation episodes -> a metrics.csv row, and videos.
+    The untrained policy is evaluated first unless `eval_at_start` is false."""
 
     def __init__(self, cfg: DictConfig, built: Built, log: RunLog, run_dir: Path, steps: int, resumed: bool) -> None:
         self.cfg, self.built, self.log, self.run_dir = cfg, built, log, run_dir
-        self.next_eval = (steps // cfg.eval_every + 1) * cfg.eval_every if resumed else 0
+        first = (steps // cfg.eval_every + 1) * cfg.eval_every
+        self.next_eval = first if resumed or not cfg.get("eval_at_start", True) else 0
         self.last_eval = -1 if log.last_eval_step is None else log.last_eval_step
         self.last_success = float("nan")
 

@@ -492,15 +492,15 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
                                  noise=args.offline_noise, seed=0, episodes=args.offline_episodes)
         results = {"dataset": {"episodes": args.offline_episodes, "steps": len(steps["actions"]),
                                "noise": args.offline_noise, "collect_s": time.perf_counter() - start}}
-    g = args.offline_updates
+    g, every = args.offline_updates, args.offline_updates // args.offline_evals
     warmup = 2_000 + int(env_cfg.num_envs) * int(env_cfg.max_episode_steps)  # crl's warm-up, then one stored episode
     online_steps = warmup + g * int(env_cfg.num_envs)  # one update per vector step of num_envs copies
     crl = ["~tuned", *CRL_NO_RANDOM_GOALS]  # as measured for the README (before tuned/crl_push.yaml)
     runs = {"crl_offline_bc": [*crl, f"agent.dataset={data}", f"agent.bc_coef={args.offline_bc}",
-                               f"total_env_steps={g}", f"eval_every={g // 4}"],
-            "crl_offline": [*crl, f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
-            "gcbc": ["agent=gcbc", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
-            "gciql": ["agent=gciql", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={g // 4}"],
+                               f"total_env_steps={g}", f"eval_every={every}"],
+            "crl_offline": [*crl, f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={every}"],
+            "gcbc": ["agent=gcbc", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={every}"],
+            "gciql": ["agent=gciql", f"agent.dataset={data}", f"total_env_steps={g}", f"eval_every={every}"],
             "crl_online": [*crl, f"total_env_steps={online_steps}", f"eval_every={online_steps // 4}"]}
     if not args.offline_runs or {"cpl_prefs", "sft_prefs"} & set(args.offline_runs):
         from scripts.make_preferences import make_preferences
@@ -511,7 +511,7 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             f"out={out_dir / 'offline_prefs.npz'}"]))
         for name, sft in (("cpl_prefs", "false"), ("sft_prefs", "true")):
             runs[name] = ["agent=cpl", f"agent.dataset={prefs}", f"agent.sft={sft}", f"total_env_steps={g}",
-                          f"eval_every={g // 4}"]
+                          f"eval_every={every}"]
     for seed in args.offline_seeds:
         for name, overrides in runs.items():
             if args.offline_runs and name not in args.offline_runs:
@@ -519,7 +519,7 @@ def offline_goal(args: argparse.Namespace, out_dir: Path) -> dict[str, Any]:
             run_dir = out_dir / f"offline_{name}_seed{seed}"
             begin = time.perf_counter()
             train(train_config(*overrides, f"env={args.offline_env}", f"seed={seed}", f"checkpoint_every={g * 100}",
-                               f"torch_threads={args.threads}"), run_dir)
+                               f"torch_threads={args.threads}", f"eval_at_start={args.offline_eval_at_start}"), run_dir)
             with open(run_dir / "metrics.csv", newline="") as f:
                 table = list(csv.DictReader(f))
             curve = [(int(r["env_steps"]), round(float(r["eval_success_rate"]), 3)) for r in table]
@@ -562,6 +562,9 @@ def main() -> None:
     parser.add_argument("--offline-episodes", type=int, default=1000, help="offline_goal: dataset episodes")
     parser.add_argument("--offline-noise", type=float, default=0.3, help="offline_goal: action noise of the data")
     parser.add_argument("--offline-updates", type=int, default=10_000, help="offline_goal: gradient steps per run")
+    parser.add_argument("--offline-evals", type=int, default=4, help="offline_goal: evaluations after the start")
+    parser.add_argument("--offline-eval-at-start", choices=["true", "false"], default="true",
+                        help="offline_goal: evaluate the untrained policy too (false saves one evaluation on slow envs)")
     parser.add_argument("--offline-bc", type=float, default=0.1, help="offline_goal: agent.bc_coef of crl_offline_bc")
     parser.add_argument("--offline-seeds", type=int, nargs="+", default=[0], help="offline_goal: seeds")
     parser.add_argument("--offline-data", default=None, help="offline_goal: an existing dataset instead of collecting one")

@@ -61,6 +61,12 @@ def test_run_stopped_between_evaluations_ends_with_one(tmp_path):
     assert len(steps) == 2 and steps[0] == 0 and steps[1] > 0
 
 
+def test_eval_at_start_false_skips_the_untrained_evaluation(tmp_path):
+    cfg = config("total_env_steps=1200", "eval_every=800", "eval_at_start=false", "eval_episodes=2", "video_episodes=0",
+                 "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
+    assert [int(r["env_steps"]) for r in rows(train(cfg, tmp_path / "run"))] == [800, 1200]
+
+
 def test_same_seed_same_metrics_on_cpu(tmp_path):
     overrides = ("total_env_steps=800", "eval_every=800", "eval_episodes=4", "video_episodes=0",
                  "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")

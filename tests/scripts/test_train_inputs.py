@@ -29,6 +29,7 @@ def config(*overrides):
     ("total_env_steps=-5", "total_env_steps=-5 must be an integer > 0"),
     ("checkpoint_every=0", "checkpoint_every=0 must be an integer > 0"),
     ("time_limit_s=0", "time_limit_s=0 must be a number > 0 or null"), ("eval_episodes=2.5", "eval_episodes=2.5"),
+    ("eval_at_start=maybe", "eval_at_start='maybe' must be true or false"), ("progress=1", "progress=1 must be true or false"),
 ])
 def test_run_keys_of_the_wrong_type_or_range_are_refused(override, expected):
     with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
