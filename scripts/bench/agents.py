@@ -615,6 +615,8 @@ def main() -> None:
     parser.add_argument("--out-dir", type=Path, default=None, help="run directories (default: a temp dir)")
     parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
     args = parser.parse_args()
+    if not 1 <= args.offline_evals <= args.offline_updates:
+        parser.error(f"--offline-evals {args.offline_evals} must be in 1..--offline-updates ({args.offline_updates})")
 
     torch.set_num_threads(args.threads)
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="bench_agents_"))
