@@ -89,14 +89,20 @@ def collect(env_cfg: DictConfig, policy_name: str, noise: float, episodes: int, 
     return {k: np.stack([r[k] for r in finished]) for k in STEP_FIELDS}
 
 
+def make_dataset(cfg: DictConfig) -> Path:
+    """Collect `cfg.episodes` episodes of `cfg.policy` on `cfg.env` and write them as a goal dataset; returns its path."""
+    steps = collect(cfg.env, cfg.policy, cfg.noise, cfg.episodes, cfg.num_envs, cfg.seed, cfg.progress)
+    out = Path(cfg.out) if cfg.out else Path("data") / f"{cfg.env.name}_{cfg.policy}.npz"
+    path = save_goal_dataset(out, steps, env_id=cfg.env.id, policy=cfg.policy, noise=float(cfg.noise),
+                             seed=int(cfg.seed), episodes=int(cfg.episodes))
+    print(f"dataset: {path} ({len(steps['actions']):,} steps, {cfg.episodes} episodes)")
+    return path
+
+
 @hydra.main(config_path="conf", config_name="make_dataset", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors():
-        steps = collect(cfg.env, cfg.policy, cfg.noise, cfg.episodes, cfg.num_envs, cfg.seed, cfg.progress)
-        out = Path(cfg.out) if cfg.out else Path("data") / f"{cfg.env.name}_{cfg.policy}.npz"
-        path = save_goal_dataset(out, steps, env_id=cfg.env.id, policy=cfg.policy, noise=float(cfg.noise),
-                                 seed=int(cfg.seed), episodes=int(cfg.episodes))
-    print(f"dataset: {path} ({len(steps['actions']):,} steps, {cfg.episodes} episodes)")
+        make_dataset(cfg)
 
 
 if __name__ == "__main__":

@@ -84,17 +84,33 @@ def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def read_curve(path: Path) -> dict[str, np.ndarray]:
+    """A run's metrics.csv (or a benchmark record's curve CSV) as columns, {"env_steps": (T,), "eval_success_rate":
+    (T,), ...}; an empty cell (a column that appeared mid-run) reads as NaN. crlab's one reader of evaluation curves."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    columns = list(rows[0]) if rows else ["env_steps", *METRICS.values()]
+    return {c: np.array([float(r[c]) if r.get(c) not in (None, "") else np.nan for r in rows]) for c in columns}
+
+
+def last_row(path: Path) -> dict[str, float]:
+    """The last evaluation row of a metrics.csv; ValueError if it has none yet."""
+    columns = read_curve(path)
+    if not len(columns["env_steps"]):
+        raise ValueError(f"{path} has no evaluation rows")
+    return {c: float(v[-1]) for c, v in columns.items()}
+
+
 def load_run(run_dir: Path) -> Run | None:
     """Read `config.yaml` and `metrics.csv`; None (with a warning) if the run has no evaluation row yet."""
     config = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True))
     config.setdefault("reward.name", "none")  # runs from before reward=NAME existed used the env's reward
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+    columns = read_curve(run_dir / "metrics.csv")
+    if not len(columns["env_steps"]):
         print(f"warning: {run_dir} has no evaluation rows yet; skipped", file=sys.stderr)
         return None
-    return Run(run_dir, config, np.array([int(r["env_steps"]) for r in rows]),
-               {name: np.array([float(r[column]) for r in rows]) for name, column in METRICS.items()})
+    return Run(run_dir, config, columns["env_steps"].astype(int),
+               {name: columns[column] for name, column in METRICS.items()})
 
 
 def find_runs(paths: list[Path]) -> list[Run]:

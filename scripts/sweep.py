@@ -13,7 +13,6 @@ Ray is started in this process (`num_cpus`, `num_gpus`), or joined at `address=.
 from __future__ import annotations
 
 import contextlib
-import csv
 import datetime
 import itertools
 import json
@@ -33,7 +32,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from scripts.cli import check_overrides
-from scripts.report import RUN_SPECIFIC_KEYS, flatten, write_report
+from scripts.report import RUN_SPECIFIC_KEYS, flatten, last_row, write_report
 
 CONF = Path(__file__).resolve().parent / "conf"
 DONE = "DONE"
@@ -105,13 +104,14 @@ def final_step(run_dir: Path) -> int | None:
     return int(latest_checkpoint(run_dir)["env_steps"]) if (run_dir / "checkpoints" / "latest.pt").exists() else None
 
 
-def last_eval(run_dir: Path) -> dict[str, str] | None:
+def last_eval(run_dir: Path) -> dict[str, float] | None:
     """The last metrics.csv row, None before the first evaluation."""
     if not (run_dir / "metrics.csv").exists():
         return None
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    return rows[-1] if rows else None
+    try:
+        return last_row(run_dir / "metrics.csv")
+    except ValueError:  # no evaluation row yet
+        return None
 
 
 def mark_done(run_dir: Path, env_steps: int) -> None:

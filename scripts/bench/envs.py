@@ -10,7 +10,6 @@ MuJoCo envs (PIXEL_ENVS) env-steps/s with 84x84 pixel observations, single and b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -19,6 +18,7 @@ from typing import Any, Callable
 import gymnasium
 
 import envs  # noqa: F401  (registers crlab/ envs)
+from scripts.bench import add_record_args, write_results
 
 DEFAULT_ENVS = ["crlab/Reach-v0", "crlab/Push-v0"]
 DEFAULT_ENVS += ["crlab/FlightPreference-v0", "crlab/Negotiation-v0", "crlab/InstructionFeedback-v0"]
@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--render-frames", type=int, default=500, help="frames per render timing")
     parser.add_argument("--pixel-num-envs", type=int, default=16, help="copies in each pixel-observation vector env")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
+    add_record_args(parser)
     args = parser.parse_args()
     if args.suites:
         args.envs = SUITE_ENVS
@@ -207,11 +207,7 @@ def main() -> None:
         print(header + "\n" + "-" * len(header))
         for r in pixel_results:
             print(f"{r['env_id']:<30} {fmt(r['single_frames_per_s']):>10} {fmt(r['batched_frames_per_s']):>10}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump({"config": vars(args), "machine": machine, "results": results, "pixel_results": pixel_results}, f,
-                      indent=2)
-        print(f"wrote {args.out}")
+    write_results(args.out, args, None, machine, {"envs": results, "pixel_observations": pixel_results})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Reported: env-steps/s of that loop (cpl: none) and gradient updates/s within it,
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 import torch
 
 from agents import resolve_device
+from scripts.bench import add_record_args, write_results
 from scripts.engine import DatasetSource, Engine, EnvSource, Hook, Step
 from scripts.run_log import peak_memory_mb
 from scripts.run_setup import agent_from_config, build_offline, compose_config, make_envs
@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU torch threads (default: torch's, all cores; 1 when other jobs share the machine)")
-    parser.add_argument("--out", default="bench_gpu.json", help="JSON output file")
+    add_record_args(parser, default_out="bench_gpu.json")
     args = parser.parse_args()
 
     device = resolve_device(args.device)
@@ -179,10 +179,7 @@ def main() -> None:
         r = results[f"mjx_reach_x{copies}"] = measure_mjx(copies, args.seconds, device, args.seed)
         print(f"mjx reach x{copies} on {r['jax_device']}: {r['env_steps_per_s']:,.0f} env-steps/s "
               f"(first step, jit compile included: {r['first_step_s']:.1f} s)", flush=True)
-    with open(args.out, "w") as f:
-        json.dump({"device": str(device), "card": card, "torch": torch.__version__, "config": vars(args),
-                   "results": results}, f, indent=2)
-    print(f"wrote {args.out}")
+    write_results(args.out, args, None, {"torch_device": str(device), "card": card}, results, device=str(device))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ limit; the time to the threshold is read from metrics.csv.
 from __future__ import annotations
 
 import argparse
-import csv
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,9 @@ import torch
 from omegaconf import DictConfig
 
 from agents import resolve_device
-from scripts.bench import machine_info, write_results
+from scripts.bench import add_record_args, machine_info, write_results
 from scripts.engine import train
+from scripts.report import read_curve
 from scripts.run_setup import compose_config
 
 
@@ -41,8 +41,9 @@ def first_crossing(rows: list[dict[str, float]], threshold: float) -> dict[str, 
 
 
 def read_metrics(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """metrics.csv as rows of floats (scripts.report.read_curve, row-wise)."""
+    columns = read_curve(path)
+    return [dict(zip(columns, values)) for values in zip(*(v.tolist() for v in columns.values()))]
 
 
 def run_agent(cfg: DictConfig, run_dir: Path) -> list[dict[str, float]]:
@@ -71,7 +72,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["crl", "sac_her"], choices=["crl", "sac_her"])
     parser.add_argument("--crl-override", action="append", default=[], help="extra Hydra override for CRL (repeatable)")
     parser.add_argument("--out-dir", type=Path, default=None, help="run directories go here (default: a temp dir)")
-    parser.add_argument("--out", type=str, default=None, help="write the numbers to this JSON file")
+    add_record_args(parser)
     args = parser.parse_args()
 
     if args.threads is not None:
@@ -105,7 +106,7 @@ def main() -> None:
     for key, label in labels.items():
         cells = [fmt(results[m][key]) for m in results]
         print(f"{label:<22}" + "".join(f"{c:>16}" for c in cells))
-    write_results(args.out, args, out_dir, machine, results)
+    write_results(args.out, args, out_dir, machine, results, device=str(device))
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from envs.batched import true_next_obs
 from envs.recorder import RolloutRecorder
 from rewards.clip import CLIPReward
 from rewards.preference import PreferenceRewardModel, SyntheticLabeler, preference_accuracy
+from scripts.bench import add_record_args, write_results
 from scripts.engine import train
 from scripts.finetune_clip import finetune, scripted_reach_actions
 from scripts.run_setup import compose_config
@@ -261,7 +262,7 @@ def main() -> None:
     parser.add_argument("benchmark", choices=("preference", "clip", "rl", "pebble"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--out", type=Path, default=None)
+    add_record_args(parser)
     parser.add_argument("--work-dir", default=None, help="where checkpoints, rollouts and runs go (default: a temp dir)")
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (small models: 1)")
@@ -291,10 +292,8 @@ def main() -> None:
     run = {"preference": bench_preference, "clip": bench_clip, "rl": bench_rl, "pebble": bench_pebble}[args.benchmark]
     result = {**run(args), "torch_threads": torch.get_num_threads(), "machine": platform.processor() or platform.machine(),
               "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None}
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    print(json.dumps(result, indent=2))
+    write_results(args.out, args, None, {"torch_threads": torch.get_num_threads()}, result)
 
 
 if __name__ == "__main__":

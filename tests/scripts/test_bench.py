@@ -1,43 +1,166 @@
-"""The benchmark scripts run end to end on tiny budgets and report what the README quotes."""
+"""Benchmarks as data: a study runs end to end, records round-trip, pages are made from records alone, and the
+committed pages are what the committed records give."""
 
-import argparse
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 
-from scripts.bench.agents import cpl_reach
+import matplotlib.image
+import numpy as np
+import pytest
+
+from scripts.bench import pages, runner
 from scripts.bench.gpu import measure
+from scripts.bench.record import RECORDS, read_record, write_record
+from scripts.bench.study import StudyError, load_study
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = """
+title: Tiny CPL study
+description: two runs, two seeds, data prepared per seed
+env: reach
+budget: {gradient_steps: 20}
+eval_every: 10
+seeds: [0, 1]
+overrides: ["agent.dataset={{prefs}}", "agent.hidden=[16]", eval_episodes=2, checkpoint_every=20]
+prepare:
+  prefs:
+    kind: make_preferences
+    overrides: ["rollouts={{dir}}/rollouts", record.env=reach, record.episodes=4, record.num_envs=2,
+                "record.noise=[0.0]", pairs=16, segment_length=5, gold_score=progress, "seed={{seed}}"]
+runs:
+  cpl: {agent: cpl, overrides: [agent.sft=false], note: CPL}
+  sft: {agent: cpl, overrides: [agent.sft=true], note: SFT}
+references:
+  - {label: target, value: "none", source: "a test"}
+headline: {run: cpl, label: "tiny, 20 steps"}
+"""
 
 
-def test_cpl_reach_reports_cpl_and_sft_per_seed(tmp_path):
-    args = argparse.Namespace(cpl_data="random", cpl_episodes=32, cpl_pairs=64, cpl_segment_length=10, cpl_seeds=[0, 1],
-                              cpl_gold_score="progress", cpl_alpha=0.02, cpl_updates=5, cpl_behaviour_steps=0)
-    results = cpl_reach(args, tmp_path)
-    for seed in (0, 1):
-        row = results[f"seed{seed}"]
-        assert {"cpl_success", "sft_success", "cpl_return", "sft_return"} == set(row)
-        assert all(0.0 <= row[k] <= 1.0 for k in ("cpl_success", "sft_success"))
-    assert results["mean_cpl_success"] == (results["seed0"]["cpl_success"] + results["seed1"]["cpl_success"]) / 2
-    assert (tmp_path / "cpl_reach_seed1" / "cpl_rollouts_gold_prefs.npz").exists()
+def write_study(tmp_path: Path, text: str = TINY, name: str = "tiny") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
+    study = load_study(write_study(tmp_path))
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    written = runner.run_study(study, records_root=records, runs_root=runs, note="the test suite")
+    assert sorted(p.name for p in written) == ["cpl.seed0.json", "cpl.seed1.json", "sft.seed0.json", "sft.seed1.json"]
+    record = read_record(records / "tiny" / "cpl.seed1.json")
+    assert record["seed"] == 1 and record["agent"] == "cpl" and record["config"]["seed"] == 1
+    assert record["config"]["total_env_steps"] == 20 and record["budget"]["x_label"] == "gradient steps"
+    assert record["prepared"][0]["name"] == "prefs" and "prefs.seed1" in record["config"]["agent"]["dataset"]
+    assert record["machine"]["cores"] >= 1 and record["versions"]["torch"] and record["beside"] == "the test suite"
+    assert list(record["curve_columns"]["env_steps"]) == [0, 10, 20]
+    # a second call finds every record and trains nothing
+    assert runner.run_study(study, records_root=records, runs_root=runs) == []
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{pages.BEGIN}\nstale\n{pages.END}\ntail\n")
+    assert pages.main(records, tmp_path / "pages", readme) == 0
+    page = (tmp_path / "pages" / "tiny.md").read_text()
+    assert "| `cpl` | `cpl` | CPL | 0, 1 |" in page and "| `sft` | `cpl` | SFT | 0, 1 |" in page
+    assert "target: **none** (a test)" in page and (tmp_path / "pages" / "tiny.png").stat().st_size > 1000
+    assert "stale" not in readme.read_text() and "| tiny, 20 steps | `cpl` |" in readme.read_text()
+    assert readme.read_text().endswith("tail\n")
+    assert pages.main(records, tmp_path / "pages", readme, check=True) == 0
+    (tmp_path / "pages" / "tiny.md").write_text(page.replace("CPL", "CPL (edited by hand)"))
+    assert pages.main(records, tmp_path / "pages", readme, check=True) == 1
+
+
+def test_a_record_round_trips_and_a_rerun_reproduces_its_curve_on_cpu(tmp_path):
+    study = load_study(write_study(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [3]")))
+    [path, _] = runner.run_study(study, records_root=tmp_path / "records", runs_root=tmp_path / "runs")
+    record = read_record(path)
+    stem = tmp_path / "copy" / "cpl.seed3"
+    again = read_record(write_record(stem, {k: v for k, v in record.items() if k not in ("curve", "curve_columns")},
+                                     tmp_path / "runs" / "tiny" / "cpl.seed3" / "metrics.csv"))
+    assert {k: v for k, v in again.items() if k != "curve_columns"} == {k: v for k, v in record.items() if k != "curve_columns"}
+    for column, values in record["curve_columns"].items():
+        np.testing.assert_array_equal(again["curve_columns"][column], values)
+
+    new = read_record(runner.rerun(path, tmp_path / "rerun"))
+    assert new["rerun"] == str(path) and new["config"]["seed"] == 3
+    assert str(tmp_path / "rerun") in new["config"]["agent"]["dataset"]  # its data re-made, not the old file
+    for column in ("env_steps", "eval_success_rate", "eval_return"):  # same seed on CPU: same metrics
+        np.testing.assert_array_equal(new["curve_columns"][column], record["curve_columns"][column])
+
+
+def test_a_prepared_policy_checkpoint_is_the_one_nearest_the_target_success(tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "metrics.csv").write_text("env_steps,eval_success_rate\n0,0.5\n50,0.2\n100,0.6\n150,0.4\n200,0.9\n")
+    for step in (50, 100, 150, 200):
+        (run / "checkpoints" / f"step_{step}.pt").write_bytes(b"")
+    assert runner.picked_checkpoint(run, 0.5).name == "step_100.pt"  # 0.6 and 0.4 tie: the earlier; step 0 never
+    assert runner.picked_checkpoint(run, 1.0).name == "step_200.pt"
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("budget: {gradient_steps: 20}", "budget: {minutes: 20}"), "budget"),
+    (("seeds: [0, 1]", "seeds: []"), "seeds"),
+    (("eval_every: 10", "eval_every: 10\nrunz: 1"), "unknown key"),
+    (("agent.sft=false]", "agent.sft=false, 'agent.dataset={{nope}}']"), "nope"),
+    (("kind: make_preferences", "kind: download"), "make_dataset, make_preferences, train"),
+    (("cpl: {agent: cpl,", "cpl: {"), "names no agent"),
+    (("headline: {run: cpl", "headline: {run: ppo"), "headline.run"),
+])
+def test_a_bad_study_is_refused_in_one_line_naming_the_problem(tmp_path, edit, message):
+    with pytest.raises(StudyError, match=message) as err:
+        load_study(write_study(tmp_path, TINY.replace(*edit)))
+    assert "\n" not in str(err.value)
+
+
+def test_the_cli_refuses_an_unknown_study_or_run_before_any_work(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "scripts.bench", "run", "no_such_study"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "unknown study 'no_such_study'; known:" in out.stderr and "push" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "scripts.bench", "run", "push", "--only", "ppo", "--runs",
+                          str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--only ppo: not a run of push" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_every_committed_study_file_loads():
+    from scripts.bench.study import known_studies
+
+    assert {"push", "point_maze_medium", "fetch_reach", "ogbench_cube_single", "cpl_metaworld"} <= set(known_studies())
+    for name in known_studies():
+        load_study(name)
+
+
+def test_the_committed_pages_are_what_the_committed_records_give():
+    """No hand-edited number: every docs/benchmarks page and the README's results block are regenerated from the
+    committed records and compared (markdown byte for byte, PNGs pixel for pixel)."""
+    readme = ROOT / "README.md"
+    files = pages.generate(RECORDS, readme.read_text())
+    for rel, content in files.items():
+        path = readme if rel == "README.md" else pages.PAGES / rel
+        assert path.exists(), f"{path} is missing: run python -m scripts.bench report"
+        if rel.endswith(".png"):
+            made = matplotlib.image.imread(io.BytesIO(content))
+            np.testing.assert_array_equal(matplotlib.image.imread(path), made, err_msg=f"{path} differs")
+        else:
+            assert path.read_text() == content, f"{path} differs from its records: run python -m scripts.bench report"
+    committed = {p.name for p in pages.PAGES.glob("*.md")} | {p.name for p in pages.PAGES.glob("*.png")}
+    assert committed <= set(files), f"pages without records: {committed - set(files)}"
+
+
+def test_every_committed_record_names_its_config_machine_and_versions():
+    for path in sorted(RECORDS.rglob("*.json")):
+        record = json.loads(path.read_text())
+        assert record["record_version"] == 1 and record["config"] and record["machine"]["cpu"], path
+        assert record["versions"].get("torch") and record["versions"].get("crlab"), path
 
 
 def test_gpu_bench_measures_ppo_on_cpu():
     result = measure("ppo", ["ppo:env.num_envs=8", "ppo:agent.num_steps=8"], "cpu", seconds=0.5, warmup_s=0.2, seed=0)
     assert result["env"] == "reach" and result["num_envs"] == 8
     assert result["env_steps_per_s"] > 0 and result["updates_per_s"] > 0 and result["seconds"] >= 0.5
-
-
-def test_goal_suites_runs_each_agent_for_its_budget(tmp_path, monkeypatch):
-    import scripts.bench.agents as bench
-
-    monkeypatch.setitem(bench.GOAL_TASKS, "tiny", ("fetch_reach", 3, {
-        "crl": ["agent=crl", "agent.warmup_steps=100", "agent.hidden=[16]", "agent.batch_size=16",
-                "env.num_envs=2", "eval_episodes=2"],
-        "td": ["agent=crl", "agent.contrastive_loss=td_infonce", "agent.warmup_steps=100", "agent.hidden=[16]",
-               "agent.batch_size=16", "env.num_envs=2", "eval_episodes=2"]}))
-    args = argparse.Namespace(goal_tasks=["tiny"], goal_runs=None, goal_seeds=[0], goal_eval_every=200, threads=1)
-    results = bench.goal_suites(args, tmp_path)
-    assert set(results) == {"tiny.crl.seed0", "tiny.td.seed0"}
-    for row in results.values():
-        assert 0.0 <= row["success"] <= 1.0 and row["budget_s"] == 3 and row["env_steps"] > 0
-        assert row["wall_s"] >= 3  # stopped by its time limit, not by a step count
 
 
 def test_gpu_bench_measures_offline_cpl_updates_on_cpu():

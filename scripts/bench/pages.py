@@ -1,0 +1,266 @@
+"""Benchmark pages made from the records alone: `python -m scripts.bench report [--check]`.
+
+Per study `docs/benchmarks/<study>.md` (one row per run: final success as an interquartile mean over seeds with a
+95 % stratified-bootstrap interval, per-seed values, steps and wall clock at the stop, the published numbers the
+study names, where and with what it ran) and `<study>.png` (success against steps, IQM with its band, and each
+seed against wall clock); `index.md` (every study's rows), `throughput.md` (the throughput records), and the
+README's results block (headline rows and `headline.png`). `--check` regenerates into memory and fails when a
+committed page differs: no number on these pages is typed by hand.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
+import numpy as np  # noqa: E402
+
+from scripts.aggregate import iqm, stratified_bootstrap_ci  # noqa: E402
+from scripts.bench.record import RECORDS, ROOT, read_record, training_records  # noqa: E402
+
+PAGES = ROOT / "docs" / "benchmarks"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- bench:headline:begin (python -m scripts.bench report) -->", "<!-- bench:headline:end -->"
+REPS, CONFIDENCE, BOOT_SEED = 2_000, 0.95, 0
+PNG_META = {"Software": None}  # no version string in the file: the same records give the same bytes
+
+
+def by_study(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    studies: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for record in records:
+        studies.setdefault(record["study"]["name"], {}).setdefault(record["run"], []).append(record)
+    return studies
+
+
+def final_stat(records: list[dict[str, Any]]) -> dict[str, Any]:
+    finals = np.array([r["curve_columns"]["eval_success_rate"][-1] for r in records])
+    low, high = stratified_bootstrap_ci([finals], iqm, REPS, CONFIDENCE, BOOT_SEED)
+    return {"iqm": float(iqm(finals)), "low": float(low), "high": float(high), "finals": finals}
+
+
+def success_text(stat: dict[str, Any]) -> str:
+    if len(stat["finals"]) == 1:
+        return f"{stat['iqm']:.2f} (1 seed)"
+    return f"{stat['iqm']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
+
+
+def common_curve(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """IQM and band of success over the steps every seed evaluated: (steps (T,), iqm, low, high)."""
+    steps = sorted(set.intersection(*(set(r["curve_columns"]["env_steps"].astype(int).tolist()) for r in records)))
+    table = np.stack([r["curve_columns"]["eval_success_rate"][np.searchsorted(r["curve_columns"]["env_steps"], steps)]
+                      for r in records])  # (seeds, T)
+    low, high = stratified_bootstrap_ci([table], iqm, REPS, CONFIDENCE, BOOT_SEED)
+    return np.array(steps), iqm(table), low, high
+
+
+def plot_study(runs: dict[str, list[dict[str, Any]]], title: str, x_label: str, wall: bool = True) -> bytes:
+    """Success against steps (IQM over seeds, band = 95 % bootstrap CI) and, per seed, against wall clock."""
+    fig, axes = plt.subplots(1, 2 if wall else 1, figsize=(10 if wall else 5.2, 3.6), layout="constrained",
+                             squeeze=False)
+    axes = axes[0]
+    for name, records in runs.items():
+        steps, mid, low, high = common_curve(records)
+        line, = axes[0].plot(steps, mid, marker="." if len(steps) < 30 else None,
+                             label=f"{name} ({len(records)} seed{'s' * (len(records) > 1)})")
+        axes[0].fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+        if wall:
+            for record in records:
+                c = record["curve_columns"]
+                axes[1].plot(c["wall_time_s"], c["eval_success_rate"], color=line.get_color(), alpha=0.8, lw=1)
+    axes[0].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
+    axes[0].set_xlabel(x_label)
+    axes[0].set_ylabel("eval success (IQM over seeds)")
+    if wall:
+        axes[1].set_xlabel("wall clock (s)")
+        axes[1].set_ylabel("eval success (each seed)")
+    for ax in axes:
+        ax.set_ylim(-0.03, 1.03)
+        ax.grid(alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+               ncols=min(3, len(runs)))
+    fig.suptitle(textwrap.shorten(title, 90), fontsize=11)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=90, metadata=PNG_META)
+    plt.close(fig)
+    return out.getvalue()
+
+
+def machines_text(records: list[dict[str, Any]]) -> list[str]:
+    seen: dict[str, list[str]] = {}
+    for r in records:
+        m, v = r["machine"], r["versions"]
+        key = (f"{m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
+               + f"; torch {v.get('torch')}, mujoco {v.get('mujoco')}, crlab {v.get('crlab')}")
+        seen.setdefault(key, []).append(f"{r['run']}.seed{r['seed']}")
+    return [f"- {key}: {', '.join(names)}" for key, names in seen.items()]
+
+
+def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, bytes]:
+    first = next(iter(runs.values()))[0]
+    study, budget = first["study"], first["budget"]
+    x_label = budget.get("x_label", "env steps")
+    head = ["run", "agent", "what it is", "seeds", "final success, IQM [95 % CI]", "per seed", f"{x_label} at the end",
+            "wall clock (s)"]
+    lines = [f"# {study['title']}", "", textwrap.fill(study["description"], 120), "",
+             f"Budget per run: {budget.get('text', '')}. Final = the last evaluation of each run. IQM = interquartile "
+             "mean over seeds (the mean below 4 seeds); CI = 95 % percentile interval of a stratified bootstrap over "
+             f"seeds ({REPS:,} resamples).", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    all_records = [r for records in runs.values() for r in records]
+    for run, records in runs.items():
+        stat = final_stat(records)
+        ends = [int(r["curve_columns"]["env_steps"][-1]) for r in records]
+        walls = [float(r["curve_columns"]["wall_time_s"][-1]) for r in records]
+        lines.append("| " + " | ".join([
+            f"`{run}`", f"`{records[0]['agent']}`", records[0]["note"].replace("|", "/"), ", ".join(str(r["seed"]) for r in records),
+            success_text(stat), " / ".join(f"{v:.2f}" for v in stat["finals"]),
+            " / ".join(f"{e:,}" for e in ends), " / ".join(f"{w:.0f}" for w in walls)]) + " |")
+    if study.get("references"):
+        lines += ["", "Published or target numbers beside it:", ""]
+        lines += [f"- {ref['label']}: **{ref['value']}** ({ref['source']})" for ref in study["references"]]
+    lines += ["", f"![{name}]({name}.png)", "", "## Records", "",
+              f"Each run's config, versions, machine and curve: [`records/{name}/`](records/{name}/). "
+              f"Re-run one with `python -m scripts.bench rerun docs/benchmarks/records/{name}/RUN.seedN.json`; "
+              f"the whole study with `python -m scripts.bench run {name}`.", "", "Machines and versions:", ""]
+    lines += machines_text(all_records)
+    beside = sorted({r["beside"] for r in all_records if r.get("beside")})
+    if beside:
+        lines += ["", "What else ran meanwhile: " + "; ".join(beside) + "."]
+    png = plot_study(runs, study["title"], x_label, wall=budget.get("kind") == "time_limit_s")
+    return "\n".join(lines) + "\n", png
+
+
+def headline_rows(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> list[tuple[str, str, dict[str, Any], str]]:
+    rows = []
+    for name, runs in studies.items():
+        headline = next(iter(runs.values()))[0]["study"].get("headline")
+        if headline and headline["run"] in runs:
+            records = runs[headline["run"]]
+            rows.append((name, headline.get("label", name), final_stat(records), headline["run"]))
+    return rows
+
+
+def headline_block(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple[str, bytes | None]:
+    rows = headline_rows(studies)
+    lines = [BEGIN, "", "| task, budget | run | final success, IQM [95 % CI] | seeds | details |", "| --- | --- | --- | --- | --- |"]
+    for name, label, stat, run in rows:
+        lines.append(f"| {label} | `{run}` | {success_text(stat)} | {len(stat['finals'])} | "
+                     f"[docs/benchmarks/{name}.md](docs/benchmarks/{name}.md) |")
+    png = None
+    if rows:
+        fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 2.8), layout="constrained", squeeze=False)
+        for ax, (name, label, _, _) in zip(axes[0], rows):
+            for run, records in studies[name].items():
+                steps, mid, low, high = common_curve(records)
+                line, = ax.plot(steps, mid, label=run)
+                ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
+            ax.set_title(label, fontsize=9)
+            ax.set_ylim(-0.03, 1.03)
+            ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
+            ax.set_xlabel(next(iter(studies[name].values()))[0]["budget"].get("x_label", "env steps"), fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("eval success (IQM)")
+        out = io.BytesIO()
+        fig.savefig(out, format="png", dpi=90, metadata=PNG_META)
+        plt.close(fig)
+        png = out.getvalue()
+        lines += ["", "![headline learning curves](docs/benchmarks/headline.png)"]
+    lines += ["", END]
+    return "\n".join(lines), png
+
+
+def throughput_page(records_root: Path) -> str | None:
+    paths = sorted((records_root / "throughput").glob("*.json"))
+    if not paths:
+        return None
+    lines = ["# Throughput", "", "Each section is one throughput record (`records/throughput/`): the command that made it, "
+             "the machine, and its numbers as written.", ""]
+    for path in paths:
+        record = read_record(path)
+        m = record["machine"]
+        lines += [f"## {path.stem}", "", f"`{record['command']}`", "",
+                  f"{m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
+                  + f"; torch {record['versions'].get('torch')}; crlab {record['versions'].get('crlab')}"
+                  + (f"; beside it: {record['beside']}" if record.get("beside") else ""), "",
+                  "| measurement | value |", "| --- | --- |"]
+        for key, value in flat_items("", record["results"]):
+            cell = f"{value:,.3f}" if isinstance(value, float) else str(value)
+            lines.append(f"| {key} | {cell} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def flat_items(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in flat_items(f"{prefix}.{k}" if prefix else k, v)]
+    return [(prefix, value)]
+
+
+def generate(records_root: Path = RECORDS, readme_text: str | None = None) -> dict[str, bytes | str]:
+    """Every generated file, relative to the pages folder (the README's text under the key 'README.md')."""
+    studies = by_study(training_records(records_root))
+    files: dict[str, bytes | str] = {}
+    index = ["# Benchmarks", "", "Generated from the records in [`records/`](records/) by `python -m scripts.bench "
+             "report`; a study is a file in `scripts/bench/studies/`, run with `python -m scripts.bench run STUDY`.", "",
+             "| study | run | final success, IQM [95 % CI] | seeds | budget |", "| --- | --- | --- | --- | --- |"]
+    for name, runs in studies.items():
+        page, png = study_page(name, runs)
+        files[f"{name}.md"], files[f"{name}.png"] = page, png
+        for run, records in runs.items():
+            index.append(f"| [{records[0]['study']['title']}]({name}.md) | `{run}` | {success_text(final_stat(records))} | "
+                         f"{len(records)} | {records[0]['budget'].get('text', '')} |")
+    throughput = throughput_page(records_root)
+    if throughput:
+        files["throughput.md"] = throughput
+        index += ["", "Throughput (env steps / s, updates / s): [throughput.md](throughput.md)."]
+    files["index.md"] = "\n".join(index) + "\n"
+    block, png = headline_block(studies)
+    if png is not None:
+        files["headline.png"] = png
+    if readme_text is not None:
+        if BEGIN not in readme_text or END not in readme_text:
+            raise ValueError(f"the README has no results block ({BEGIN} ... {END})")
+        files["README.md"] = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, readme_text, flags=re.S)
+    return files
+
+
+def main(records_root: Path | None = None, out: Path | None = None, readme: Path | None = None,
+         check: bool = False) -> int:
+    records_root, out, readme = records_root or RECORDS, out or PAGES, readme or README
+    files = generate(records_root, readme.read_text() if readme.exists() else None)
+    differ = []
+    for rel, content in files.items():
+        path = readme if rel == "README.md" else out / rel
+        data = content.encode() if isinstance(content, str) else content
+        if path.exists() and path.read_bytes() == data:
+            continue
+        differ.append(str(path))
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+    stale = [p for p in out.glob("*.md") if p.name not in files] + [p for p in out.glob("*.png") if p.name not in files]
+    if check:
+        if differ or stale:
+            sys.stderr.write("generated pages differ from the records: " + ", ".join(differ + [str(p) for p in stale])
+                             + "\n(run python -m scripts.bench report)\n")
+            return 1
+        print(f"{len(files)} generated files match the records")
+        return 0
+    for path in stale:
+        path.unlink()
+    print(f"{len(differ)} of {len(files)} generated files written" + (f", {len(stale)} stale removed" if stale else "")
+          + f" ({out})")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
