@@ -32,23 +32,25 @@ LOOPS = ("online", "offline", "sb3")  # scripts.train's loop per agent: env step
 
 
 def agent_loop(name: str, options: dict[str, Any] | None = None) -> str:
-    """Which experience source agent `name` learns from: its class attribute `loop` (`online` by default), or
-    `offline` whenever its options name a dataset (`agent=crl agent.dataset=PATH`)."""
+    """Which experience source agent `name` learns from: its declared `loop` (agents.base.Agent), or `offline`
+    whenever its options name a dataset (`agent=crl agent.dataset=PATH`)."""
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; known agents: {sorted(AGENTS)}")
     if (options or {}).get("dataset"):
         return "offline"
-    return getattr(AGENTS[name][0], "loop", "online")
+    return AGENTS[name][0].loop
 
 
 def dataset_format(name: str) -> str | None:
     """The dataset files agent `name` learns from offline: `goal` (agents.goal_dataset), `preferences`
-    (agents.preference_dataset), or None (online only)."""
-    return getattr(AGENTS[name][0], "dataset_format", None)
+    (agents.preference_dataset), or None (online only); its declared `dataset_format`."""
+    return AGENTS[name][0].dataset_format
 
 
 # one name per concept across agents: the old names are refused with the new one
 RENAMED = {"gamma": "discount", "init_steps": "warmup_steps", "learning_starts": "warmup_steps"}
+# options that named an env's coordinates: what a goal is belongs to the env (envs/goal_space.py)
+MOVED_TO_ENV = ("goal_observation_indices", "command_from_goal", "command_source", "command_offset")
 
 
 def make_agent_config(name: str, options: dict[str, Any]) -> Any:
@@ -57,6 +59,9 @@ def make_agent_config(name: str, options: dict[str, Any]) -> Any:
         raise ValueError(f"unknown agent {name!r}; known agents: {sorted(AGENTS)}")
     for old in sorted(set(options) & set(RENAMED)):
         raise ValueError(f"agent.{old} is now agent.{RENAMED[old]} (one name per concept across agents)")
+    for old in sorted(set(options) & set(MOVED_TO_ENV)):
+        raise ValueError(f"agent.{old} no longer exists: what a goal names is the env's, for every agent; choose "
+                         "env.kwargs.goal_space=object|object_and_effector|push_behind (envs/goal_space.py)")
     config_cls = AGENTS[name][1]
     valid = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(options) - valid)

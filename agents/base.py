@@ -9,12 +9,18 @@ import torch
 
 from envs.tensors import TensorObs, obs_to_tensor
 
-__all__ = ["Agent", "RelabelsRewards", "TensorObs", "obs_to_tensor"]  # obs_to_tensor: envs/tensors.py
+__all__ = ["Agent", "DrivenBySB3", "LearnsOffline", "RelabelsRewards", "TensorObs", "UsesGoalSpace", "obs_to_tensor"]  # obs_to_tensor: envs/tensors.py
 
 
 class Agent(Protocol):
-    """The loop calls act -> env.step -> observe -> update, every vector step, on batches of N env copies."""
+    """The loop calls act -> env.step -> observe -> update, every vector step, on batches of N env copies.
 
+    `loop` says which experience source drives the agent (scripts/engine.py): `online` (env steps), `offline`
+    (its dataset: `LearnsOffline`) or `sb3` (SB3's learn: `DrivenBySB3`); `dataset_format` which dataset files it
+    learns from offline (`goal`, `preferences`, or None). Both are class attributes every agent declares."""
+
+    loop: str
+    dataset_format: str | None
     device: torch.device
 
     def act(self, obs: TensorObs, deterministic: bool = False) -> torch.Tensor:
@@ -41,6 +47,26 @@ class Agent(Protocol):
         """Inverse of `state_dict`."""
 
 
+@runtime_checkable
+class LearnsOffline(Protocol):
+    """Agents with a `dataset_format`: the run setup loads the dataset and hands it over before the first update."""
+
+    def set_dataset(self, data: dict[str, np.ndarray]) -> None:
+        """Take a loaded dataset (agents.goal_dataset / agents.preference_dataset layout) to learn from."""
+
+
+@runtime_checkable
+class DrivenBySB3(Protocol):
+    """Agents whose loop is `sb3`: SB3's `model.learn` collects and trains, the run engine's hooks ride along."""
+
+    model: Any
+    env_steps: int
+
+    def bind(self, env: Any, her_allowed: bool = True) -> Any:
+        """Wrap the crlab vector env as SB3's VecEnv for `model` (HER where the env is a goal env and
+        `her_allowed`); returns that VecEnv."""
+
+
 RewardFn = Callable[[Any, torch.Tensor, Any], torch.Tensor]  # (obs, action, next_obs) batches -> rewards (B,)
 
 
@@ -55,6 +81,15 @@ class RelabelsRewards(Protocol):
 
     def relabel_rewards(self, reward_fn: RewardFn) -> None:
         """Overwrite every stored reward with reward_fn(obs, action, next_obs), in batches on the buffer's device."""
+
+
+@runtime_checkable
+class UsesGoalSpace(Protocol):
+    """Goal-conditioned agents whose goal sampler reads the env's goal space (envs/goal_space.py: the commanded form
+    of a goal, its task part). The run setup hands it over right after building the agent, before any dataset."""
+
+    def set_goal_space(self, goal_space: Any) -> None:
+        """Take the env's `envs.goal_space.GoalSpace`; ValueError if its goals are not the env's width."""
 
 
 def compile_mode(device: torch.device) -> str | None:

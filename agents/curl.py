@@ -123,6 +123,9 @@ def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
 class CURLAgent:
     """SAC + CURL for uint8 (C, H, W) frame-stack observations (or dicts with a `pixels` entry) and Box actions."""
 
+    loop = "online"  # the run engine steps the env for it (scripts/engine.py EnvSource)
+    dataset_format = None  # online only
+
     def __init__(
         self,
         observation_space: spaces.Space,

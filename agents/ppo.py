@@ -123,6 +123,9 @@ class PPOAgent:
     Box actions are raw Gaussian samples, as in CleanRL: the env (or a ClipAction wrapper) clips them to bounds.
     """
 
+    loop = "online"  # the run engine steps the env for it (scripts/engine.py EnvSource)
+    dataset_format = None  # online only
+
     def __init__(
         self,
         observation_space: spaces.Space,

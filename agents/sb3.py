@@ -4,9 +4,15 @@ SB3 owns its learning loop (`model.learn`), so `scripts.train` drives these agen
 (`scripts/engine.py`, SB3Source): our Gymnasium vector env (reward wrappers included) is adapted to SB3's `VecEnv` by
 `SB3VecEnv`, and evaluation, videos, metrics.csv and checkpoints go through the same code as our agents.
 
-Checkpoints hold only `state_dict()`s of the SB3 policy, its optimizers and tensors (SB3's own list,
-`_get_torch_save_params`) plus observation statistics, written with `torch.save` and read back with
-`weights_only=True`; SB3's `.zip` is not used, because loading it unpickles (cloudpickle) arbitrary objects.
+Models are made by SB3's public constructors only (`SAC(policy, env, replay_buffer_class=..., ...)`), which build an
+algorithm's buffers for the env they are given. Until `bind` gives an agent our vector env, its model stands on
+`SpacesVecEnv` (our spaces, no episodes) and only acts and holds weights; `bind` constructs the model anew on our env
+(with HER's buffer when it applies) and carries the weights, optimizer states and step count over.
+
+Checkpoints hold only `state_dict()`s of the SB3 policy and its optimizers (SB3's public `get_parameters`), SAC /
+TQC's entropy coefficient tensor (the one tensor SB3's own `save` adds for them) and observation statistics, written
+with `torch.save` and read back with `weights_only=True`; SB3's `.zip` is not used, because loading it unpickles
+(cloudpickle) arbitrary objects.
 
 `sb3_ppo` mirrors our `ppo` (same rollout length, minibatches, epochs, clipping, tanh [64, 64] actor and critic,
 Adam eps 1e-5, linear LR annealing, observation normalisation by running mean / var via SB3's `VecNormalize`).
@@ -98,6 +104,13 @@ def vector_keys(space: spaces.Space) -> list[str] | None:
     return None
 
 
+def index_count(indices: Any, num_envs: int) -> int:
+    """How many copies a VecEnv `indices` argument names (None: all, an int: one, else a sequence)."""
+    if indices is None:
+        return num_envs
+    return 1 if isinstance(indices, int) else len(indices)
+
+
 class SB3VecEnv(VecEnv):
     """SB3's VecEnv face of a Gymnasium VectorEnv with same-step autoreset (envs.batched.BatchedVectorEnv and its
     wrappers): dones = terminated | truncated, the true last observation in infos[i]["terminal_observation"]."""
@@ -107,11 +120,18 @@ class SB3VecEnv(VecEnv):
         super().__init__(env.num_envs, env.single_observation_space, env.single_action_space)
         self.actions: np.ndarray | None = None
         self.metadata = env.metadata
+        self.next_seed: int | None = None  # for the next reset only, as VecEnv.seed documents
+
+    def seed(self, seed: int | None = None) -> list[int | None]:
+        """Seed the next reset: copy i gets seed + i (the vector env's own reset(seed) rule), as in VecEnv.seed."""
+        if seed is None:  # VecEnv.seed's rule: a random seed still, so that copies differ
+            seed = int(np.random.randint(0, np.iinfo(np.uint32).max, dtype=np.uint32))
+        self.next_seed = seed
+        return [seed + i for i in range(self.num_envs)]
 
     def reset(self) -> Any:
-        seed = self._seeds[0]
-        obs, _ = self.env.reset(seed=seed)
-        self._reset_seeds()
+        obs, _ = self.env.reset(seed=self.next_seed)
+        self.next_seed = None
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
@@ -137,7 +157,7 @@ class SB3VecEnv(VecEnv):
         self.env.close()
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
-        return [getattr(self.env, attr_name)] * len(self._get_indices(indices))
+        return [getattr(self.env, attr_name)] * index_count(indices, self.num_envs)
 
     def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
         setattr(self.env, attr_name, value)
@@ -145,16 +165,53 @@ class SB3VecEnv(VecEnv):
     def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
         """One call on the vector env (its methods are batched, e.g. compute_reward for HER), repeated per index."""
         result = getattr(self.env.unwrapped, method_name)(*method_args, **method_kwargs)
-        return [result] * len(self._get_indices(indices))
+        return [result] * index_count(indices, self.num_envs)
 
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
-        return [False] * len(self._get_indices(indices))
+        return [False] * index_count(indices, self.num_envs)
+
+
+class SpacesVecEnv(VecEnv):
+    """A VecEnv of spaces only, to construct an SB3 model before `bind` gives it our env (SB3's constructors need an
+    env for the spaces and the number of copies); the model only acts and holds weights, so stepping is refused."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, num_envs: int) -> None:
+        super().__init__(num_envs, observation_space, action_space)
+
+    def reset(self) -> Any:
+        raise not_bound()
+
+    def step_async(self, actions: np.ndarray) -> None:
+        raise not_bound()
+
+    def step_wait(self) -> Any:
+        raise not_bound()
+
+    def close(self) -> None:
+        pass
+
+    def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:
+        return [None] * index_count(indices, self.num_envs)  # VecEnv.__init__ asks for render_mode
+
+    def set_attr(self, attr_name: str, value: Any, indices: Any = None) -> None:
+        pass
+
+    def env_method(self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any) -> list[Any]:
+        raise not_bound()
+
+    def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
+        return [False] * index_count(indices, self.num_envs)
+
+
+def not_bound() -> RuntimeError:
+    return RuntimeError("an SB3 agent collects experience only after bind(env) (scripts/engine.py SB3Source)")
 
 
 class SB3Agent:
     """Our Agent face over an SB3 model; `scripts.train` binds it to the env and calls `model.learn`."""
 
     loop = "sb3"  # the run engine drives it with SB3Source (SB3's learn)
+    dataset_format = None  # online only (SB3 collects its own experience)
 
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, cfg: Any, num_envs: int,
                  max_episode_steps: int, device: torch.device) -> None:
@@ -167,31 +224,38 @@ class SB3Agent:
         if cfg.norm_obs and policy_name(observation_space) != "CnnPolicy":
             self.obs_rms = ({k: RunningMeanStd(shape=observation_space[k].shape) for k in self.keys}
                             if self.keys is not None else RunningMeanStd(shape=observation_space.shape))
-        self.model = self._build(observation_space, action_space, num_envs, device)
-        self.her = False
+        self.her = False  # SAC / TQC: a HER replay buffer, decided in `bind` (a reward module rules it out)
+        # SB3 constructs a model from an env: until `bind` brings ours, one of our spaces (acting and checkpoints work
+        # before bind: evaluation of a restored agent, resuming a run)
+        self.model = self.new_model(SpacesVecEnv(observation_space, action_space, num_envs), bound=False)
 
-    def _build(self, observation_space: spaces.Space, action_space: spaces.Space, num_envs: int,
-               device: torch.device) -> BaseAlgorithm:
+    def make_model(self, venv: VecEnv, bound: bool) -> BaseAlgorithm:
+        """The SB3 model on `venv` by its public constructor (`bound`: `venv` is our env, the model will learn)."""
         raise NotImplementedError
 
-    @staticmethod
-    def _setup(model: BaseAlgorithm, observation_space: spaces.Space, action_space: spaces.Space, num_envs: int) -> BaseAlgorithm:
-        """Finish an SB3 model made with `_init_setup_model=False` from the spaces alone (as SB3's `load` does)."""
-        model.observation_space, model.action_space, model.n_envs = observation_space, action_space, num_envs
-        model._setup_model()
+    def new_model(self, venv: VecEnv, bound: bool) -> BaseAlgorithm:
+        """`make_model`'s model, logging nowhere."""
+        model = self.make_model(venv, bound)
         # crlab's engine logs the run; SB3's default logger would make an empty tempdir/SB3-<time> folder per learn()
         model.set_logger(Logger(folder=None, output_formats=[]))
         return model
 
     # --- the SB3 loop ------------------------------------------------------------------------------------
     def bind(self, env: gymnasium.vector.VectorEnv, her_allowed: bool = True) -> VecEnv:
-        """Give the model our vector env (observation normalisation shares this agent's statistics)."""
+        """Construct the model on our vector env (observation normalisation shares this agent's statistics), with the
+        weights, optimizer states and step count it held so far (its initial ones, or a checkpoint's)."""
         venv: VecEnv = SB3VecEnv(env)
         if self.obs_rms is not None:
             venv = VecNormalize(venv, norm_obs=True, norm_reward=False, clip_obs=self.cfg.obs_clip,
                                 norm_obs_keys=self.keys)
             venv.obs_rms = self.obs_rms
-        self.model.set_env(venv)
+        state = self.model_state()
+        # SB3 makes a model's buffers in its constructor, for the env given there (HER's buffer keeps that env for
+        # compute_reward), hence a new model rather than set_env. Its fresh weights are overwritten, so constructing
+        # it must not draw from the run's random numbers (SB3 initialises weights on the CPU, then moves them)
+        with torch.random.fork_rng(devices=[]):
+            self.model = self.new_model(venv, bound=True)
+        self.load_model_state(state)
         return venv
 
     @property
@@ -231,12 +295,27 @@ class SB3Agent:
         raise RuntimeError("SB3 agents train in model.learn (scripts/engine.py SB3Source)")
 
     # --- checkpoints -------------------------------------------------------------------------------------
+    def saved_tensors(self) -> dict[str, torch.Tensor]:
+        """The model's learned tensors outside its modules and optimizers (none for PPO), by attribute name."""
+        return {}
+
+    def model_state(self) -> dict[str, Any]:
+        """State dicts of SB3's modules / optimizers (named as SB3's `save` names them), the tensors of
+        `saved_tensors` and the step count."""
+        return {"modules": self.model.get_parameters(),
+                "tensors": {n: t.detach().cpu() for n, t in self.saved_tensors().items()},
+                "num_timesteps": int(self.model.num_timesteps)}
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        self.model.set_parameters(state["modules"], exact_match=True)  # every module and optimizer SB3 saves
+        with torch.no_grad():
+            for name, tensor in self.saved_tensors().items():
+                tensor.copy_(state["tensors"][name])
+        self.model.num_timesteps = int(state["num_timesteps"])
+
     def state_dict(self) -> dict[str, Any]:
-        """State dicts of SB3's saved modules / optimizers, its saved tensors, obs statistics and the step count."""
-        names, tensors = self.model._get_torch_save_params()
-        state: dict[str, Any] = {"modules": {n: _getattr(self.model, n).state_dict() for n in names},
-                                 "tensors": {n: _getattr(self.model, n).detach().cpu() for n in tensors or []},
-                                 "num_timesteps": int(self.model.num_timesteps)}
+        """`model_state()` and the observation statistics."""
+        state = self.model_state()
         if self.obs_rms is not None:
             items = self.obs_rms.items() if isinstance(self.obs_rms, dict) else [("", self.obs_rms)]
             state["obs_rms"] = {k: {"mean": torch.as_tensor(r.mean), "var": torch.as_tensor(r.var),
@@ -244,23 +323,12 @@ class SB3Agent:
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, sd in state["modules"].items():
-            _getattr(self.model, name).load_state_dict(sd)
-        for name, value in state["tensors"].items():
-            with torch.no_grad():
-                _getattr(self.model, name).copy_(value)
-        self.model.num_timesteps = int(state["num_timesteps"])
+        self.load_model_state(state)
         if self.obs_rms is not None:
             items = self.obs_rms.items() if isinstance(self.obs_rms, dict) else [("", self.obs_rms)]
             for key, rms in items:
                 saved = state["obs_rms"][key]
                 rms.mean, rms.var, rms.count = saved["mean"].numpy(), saved["var"].numpy(), saved["count"]
-
-
-def _getattr(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 @dataclass
@@ -278,43 +346,48 @@ class SB3TQCConfig(SB3SACConfig):
 class SB3PPOAgent(SB3Agent):
     """SB3 PPO with our PPO's settings (see SB3PPOConfig)."""
 
-    def _build(self, observation_space: spaces.Space, action_space: spaces.Space, num_envs: int,
-               device: torch.device) -> BaseAlgorithm:
+    def make_model(self, venv: VecEnv, bound: bool) -> BaseAlgorithm:
         cfg = self.cfg
-        batch = cfg.num_steps * num_envs
+        batch = cfg.num_steps * venv.num_envs
         lr = LinearSchedule(cfg.lr, 0.0, 1.0) if cfg.anneal_lr else cfg.lr  # progress 1 -> 0 over learn()'s budget
-        model = PPO(policy_name(observation_space), env=None, _init_setup_model=False, device=device,
-                    learning_rate=lr, n_steps=cfg.num_steps, batch_size=max(1, batch // cfg.num_minibatches),
-                    n_epochs=cfg.update_epochs, gamma=cfg.discount, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_coef,
-                    clip_range_vf=cfg.clip_coef if cfg.clip_vloss else None, normalize_advantage=cfg.norm_adv,
-                    ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
-                    policy_kwargs=dict(net_arch=dict(pi=list(cfg.hidden), vf=list(cfg.hidden)),
-                                       activation_fn=torch.nn.Tanh, log_std_init=cfg.init_log_std))
-        return self._setup(model, observation_space, action_space, num_envs)
+        return PPO(policy_name(self.observation_space), venv, device=self.device, learning_rate=lr,
+                   n_steps=cfg.num_steps, batch_size=max(1, batch // cfg.num_minibatches), n_epochs=cfg.update_epochs,
+                   gamma=cfg.discount, gae_lambda=cfg.gae_lambda, clip_range=cfg.clip_coef,
+                   clip_range_vf=cfg.clip_coef if cfg.clip_vloss else None, normalize_advantage=cfg.norm_adv,
+                   ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+                   policy_kwargs=dict(net_arch=dict(pi=list(cfg.hidden), vf=list(cfg.hidden)),
+                                      activation_fn=torch.nn.Tanh, log_std_init=cfg.init_log_std))
 
 
 class SB3SACAgent(SB3Agent):
     """SB3 SAC, with HER on GoalEnv dict observations (see SB3SACConfig)."""
 
-    def _algorithm(self) -> tuple[type[BaseAlgorithm], dict[str, Any], dict[str, Any]]:
+    def sb3_algorithm(self) -> tuple[type[BaseAlgorithm], dict[str, Any], dict[str, Any]]:
         """The SB3 class, its extra constructor arguments and extra policy arguments."""
         return SAC, {}, {}
 
-    def _build(self, observation_space: spaces.Space, action_space: spaces.Space, num_envs: int,
-               device: torch.device) -> BaseAlgorithm:
+    def make_model(self, venv: VecEnv, bound: bool) -> BaseAlgorithm:
         cfg = self.cfg
-        algorithm, extra, policy_extra = self._algorithm()
-        model = algorithm(policy_name(observation_space), env=None, _init_setup_model=False, device=device,
-                    learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.warmup_steps,
-                    batch_size=cfg.batch_size, gamma=cfg.discount, tau=cfg.tau, ent_coef=cfg.ent_coef,
-                    target_entropy=-float(np.prod(action_space.shape)),  # SB3's "auto" reads a bound env
-                    train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps,
-                    policy_kwargs=dict(net_arch=list(cfg.hidden), **policy_extra), **extra)
-        # the replay buffer is made in `bind`, where the env (needed by HER) is known; a tiny one until then
-        model.buffer_size = 1
-        model = self._setup(model, observation_space, action_space, num_envs)
-        model.buffer_size = cfg.buffer_size
-        return model
+        algorithm, extra, policy_extra = self.sb3_algorithm()
+        learning_starts = cfg.warmup_steps
+        if bound and self.her:
+            # SB3 hands HER's buffer the env given here (`venv`), whose vectorized compute_reward relabels the goals
+            extra = {**extra, "replay_buffer_class": HerReplayBuffer, "replay_buffer_kwargs": dict(
+                n_sampled_goal=cfg.n_sampled_goal, goal_selection_strategy=cfg.goal_selection_strategy)}
+            # HER samples only from finished episodes: learn after the first episode of every copy at least
+            learning_starts = max(cfg.warmup_steps, self.num_envs * self.max_episode_steps)
+        return algorithm(policy_name(self.observation_space), venv, device=self.device, learning_rate=cfg.lr,
+                         buffer_size=cfg.buffer_size if bound else 1,  # unbound, the model only acts: no buffer to fill
+                         learning_starts=learning_starts, batch_size=cfg.batch_size, gamma=cfg.discount, tau=cfg.tau,
+                         ent_coef=cfg.ent_coef, train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps,
+                         policy_kwargs=dict(net_arch=list(cfg.hidden), **policy_extra), **extra)
+
+    def saved_tensors(self) -> dict[str, torch.Tensor]:
+        """The entropy coefficient, which SB3's `save` keeps beside the state dicts: learned (its log, with
+        ent_coef="auto") or fixed."""
+        if self.model.ent_coef_optimizer is not None:
+            return {"log_ent_coef": self.model.log_ent_coef}
+        return {"ent_coef_tensor": self.model.ent_coef_tensor}
 
     def bind(self, env: gymnasium.vector.VectorEnv, her_allowed: bool = True) -> VecEnv:
         cfg = self.cfg
@@ -324,20 +397,7 @@ class SB3SACAgent(SB3Agent):
         if cfg.her and not her_allowed:
             raise ValueError("sb3_sac her=true with a reward module: HER would relabel with the env's own reward")
         self.her = goal_env and her_allowed if cfg.her is None else bool(cfg.her)
-        venv = super().bind(env, her_allowed)
-        model = self.model
-        if self.her:
-            # HER samples only from finished episodes: learn after the first episode of every copy at least
-            model.learning_starts = max(cfg.warmup_steps, self.num_envs * self.max_episode_steps)
-            model.replay_buffer_class = HerReplayBuffer
-            model.replay_buffer = HerReplayBuffer(
-                cfg.buffer_size, model.observation_space, model.action_space, env=venv, device=model.device,
-                n_envs=self.num_envs, n_sampled_goal=cfg.n_sampled_goal, goal_selection_strategy=cfg.goal_selection_strategy)
-        else:
-            model.replay_buffer = model.replay_buffer_class(
-                cfg.buffer_size, model.observation_space, model.action_space, device=model.device, n_envs=self.num_envs,
-                optimize_memory_usage=False)
-        return venv
+        return super().bind(env, her_allowed)  # the model is constructed anew on `env`, with HER's buffer if self.her
 
 
     # --- reward relabelling (agents.base.RelabelsRewards) -------------------------------------------------
@@ -371,7 +431,7 @@ class SB3SACAgent(SB3Agent):
 class SB3TQCAgent(SB3SACAgent):
     """sb3-contrib TQC, with HER on GoalEnv dict observations (see SB3TQCConfig)."""
 
-    def _algorithm(self) -> tuple[type[BaseAlgorithm], dict[str, Any], dict[str, Any]]:
+    def sb3_algorithm(self) -> tuple[type[BaseAlgorithm], dict[str, Any], dict[str, Any]]:
         cfg = self.cfg
         return (TQC, {"top_quantiles_to_drop_per_net": cfg.top_quantiles_to_drop_per_net},
                 {"n_quantiles": cfg.n_quantiles, "n_critics": cfg.n_critics})

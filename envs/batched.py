@@ -60,6 +60,49 @@ class BatchedTask(abc.ABC):
         """Release renderers and other resources."""
 
 
+class TaskWrapper(BatchedTask):
+    """A task seen through a wrapper (pixels, another goal space): what a subclass does not override is the
+    wrapped task's, its randomness included."""
+
+    def __init__(self, task: BatchedTask) -> None:
+        self.task = task
+        self.num_envs = task.num_envs
+        self.metadata = task.metadata
+        self.observation_space, self.action_space = task.observation_space, task.action_space
+
+    @property
+    def rngs(self) -> list[np.random.Generator]:  # the wrapped task draws all randomness
+        return self.task.rngs
+
+    @rngs.setter
+    def rngs(self, value: list[np.random.Generator]) -> None:
+        self.task.rngs = value
+
+    def seed(self, seed: int | None) -> None:
+        self.task.seed(seed)
+
+    def reset_copies(self, copies: np.ndarray) -> None:
+        self.task.reset_copies(copies)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        return self.task.step(actions)
+
+    def observe(self) -> Obs:
+        return self.task.observe()
+
+    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
+        return self.task.compute_reward(achieved_goal, desired_goal, info)
+
+    def render(self, copy: int) -> np.ndarray:
+        return self.task.render(copy)
+
+    def describe(self, copy: int) -> str:
+        return self.task.describe(copy)
+
+    def close(self) -> None:
+        self.task.close()
+
+
 def check_actions(actions: np.ndarray, num_envs: int, action_space: gymnasium.Space) -> np.ndarray:
     """`actions` as an array of shape (num_envs, *action_space.shape), checked before anything is stepped, so one
     copy's bad action never reaches another copy (they may share one MuJoCo model) and no state changes:

@@ -65,6 +65,9 @@ class FetchTask(SuiteTask):
 class FetchObjectTask(GoalImageMixin, FetchTask):
     """Fetch tasks whose achieved goal is the block: a goal image shows the block at the goal."""
 
+    effector_indices = (0, 1, 2)  # observation[0:3]: the gripper's x, y, z (the effector slots of envs/goal_space.py)
+    behind_offset = 0.05  # block half-size 0.025 + finger half-width ~0.02, + 5 mm
+
     def pose_at_goal(self, copy: int, data: mujoco.MjData) -> None:
         model = self.model(copy)
         adr = model.jnt_qposadr[mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "object0:joint")]

@@ -20,15 +20,16 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.batched import BatchedTask, Obs
+from envs.batched import BatchedTask, Obs, TaskWrapper
 from envs.frame_stack import FrameStack
+from envs.goal_space import GoalSpaceTask
 
 OBS_TYPES = ("state", "pixels", "state+pixels")
 PIXEL_OPTIONS = ("obs_type", "image_size", "frame_stack", "action_repeat", "goal_image")
 GOAL_KEYS = ("achieved_goal", "desired_goal")
 
 
-class PixelTask(BatchedTask):
+class PixelTask(TaskWrapper):
     """A `BatchedTask` seen through a camera: renders every copy after each step into a (N, k, 3, S, S) stack."""
 
     def __init__(
@@ -49,13 +50,11 @@ class PixelTask(BatchedTask):
             raise ValueError(f"frame_stack and goal_image need pixel observations, got obs_type={obs_type!r}")
         if goal_image and not hasattr(task, "render_goal_image"):
             raise ValueError(f"goal_image=True needs a goal task that renders its goal; {type(task).__name__} does not")
-        self.task = task
-        self.num_envs = task.num_envs
+        super().__init__(task)
         self.obs_type, self.image_size = obs_type, image_size
         self.frame_stack, self.action_repeat, self.goal_image = frame_stack, action_repeat, goal_image
         fps = task.metadata["render_fps"] / action_repeat
         self.metadata = {**task.metadata, "render_fps": int(fps) if float(fps).is_integer() else fps}
-        self.action_space = task.action_space
         self.observation_space = self._make_observation_space(task.observation_space)
         s = image_size
         self.stack = FrameStack(self.num_envs, frame_stack, s)
@@ -82,17 +81,6 @@ class PixelTask(BatchedTask):
         return {"state": state, **images}
 
     # --- BatchedTask -------------------------------------------------------------------------------------
-    @property
-    def rngs(self) -> list[np.random.Generator]:  # the wrapped task draws all randomness
-        return self.task.rngs
-
-    @rngs.setter
-    def rngs(self, value: list[np.random.Generator]) -> None:
-        self.task.rngs = value
-
-    def seed(self, seed: int | None) -> None:
-        self.task.seed(seed)
-
     def reset_copies(self, copies: np.ndarray) -> None:
         self.task.reset_copies(copies)
         if not self.uses_pixels:
@@ -129,22 +117,15 @@ class PixelTask(BatchedTask):
             images["goal_image"] = self.goal_frames.copy()
         return self._combine(state, images)
 
-    def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
-        """The wrapped task's goal reward (per env step: with action_repeat > 1 the step reward is a sum of these)."""
-        return self.task.compute_reward(achieved_goal, desired_goal, info)
-
-    def render(self, copy: int) -> np.ndarray:
-        return self.task.render(copy)
-
-    def describe(self, copy: int) -> str:
-        return self.task.describe(copy)
-
-    def close(self) -> None:
-        self.task.close()
+    # compute_reward is the wrapped task's, per env step: with action_repeat > 1 a step's reward is a sum of these
 
 
 def make_task(task_cls: type[BatchedTask], num_envs: int, **kwargs: Any) -> BatchedTask:
-    """`task_cls(num_envs, **task_kwargs)`, wrapped in a `PixelTask` when any of `PIXEL_OPTIONS` is in `kwargs`."""
+    """`task_cls(num_envs, **task_kwargs)`, seen in the goal space `goal_space` when given (envs/goal_space.py), then
+    wrapped in a `PixelTask` when any of `PIXEL_OPTIONS` is in `kwargs`."""
     options = {k: kwargs.pop(k) for k in PIXEL_OPTIONS if k in kwargs}
+    goal_space = kwargs.pop("goal_space", None)
     task = task_cls(num_envs, **kwargs)
+    if goal_space is not None:
+        task = GoalSpaceTask(task, goal_space)
     return PixelTask(task, **options) if options else task

@@ -32,6 +32,9 @@ MIN_PUSHER_DISTANCE = 0.08
 class PushTask(MujocoGoalTask):
     """N push tables in one MuJoCo model."""
 
+    effector_indices = (0, 1)  # observation[0:2]: the pusher's x, y (the effector slots of envs/goal_space.py)
+    behind_offset = 0.05  # where a straight push leaves the pusher: block half-size 0.025 + pusher radius 0.02, + 5 mm
+
     def __init__(self, num_envs: int = 1, reward_type: str = "sparse", frame_skip: int = 8, width: int = 240,
                  height: int = 240) -> None:
         super().__init__(ASSET, num_envs, reward_type, frame_skip, width, height, obs_dim=19)

@@ -49,7 +49,8 @@ def scripted_policy(env: gymnasium.Env) -> Policy:
     if isinstance(base, ReachEnv):
         return lambda o: reach_action(_batch(o["observation"]), _batch(o["achieved_goal"]), _batch(o["desired_goal"]))[0]
     if isinstance(base, PushEnv):
-        return lambda o: push_action(_batch(o["observation"]), _batch(o["desired_goal"]))[0]
+        # the block's goal: the first two coordinates of a desired goal in any goal space (envs/goal_space.py)
+        return lambda o: push_action(_batch(o["observation"]), _batch(o["desired_goal"][:2]))[0]
     if isinstance(base, FetchEnv) and task.task_name == "Reach":
         return lambda o: scripted_reach_action(_batch(o["observation"]), _batch(o["desired_goal"]))[0]
     if isinstance(base, MazeEnv) and task.maze_name.startswith("PointMaze"):

@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
-from agents import RENAMED
+from agents import MOVED_TO_ENV, RENAMED
 from agents.checkpoint import CheckpointError
 
 _ABSENT = object()
@@ -29,6 +29,9 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str | None:
     head, _, last = key.rpartition(".")
     if head == "agent" and last in RENAMED:
         return f"agent.{last} is now agent.{RENAMED[last]} (one name per concept across agents)"
+    if head == "agent" and last in MOVED_TO_ENV:
+        return (f"agent.{last} no longer exists: what a goal names is the env's, for every agent; choose "
+                "env.kwargs.goal_space=object|object_and_effector|push_behind (envs/goal_space.py)")
     node, prefix = cfg, []
     for part in key.split(".")[:-1]:
         if not OmegaConf.is_dict(node) or part not in node:

@@ -14,9 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import dataset_format, make_agent
-from agents.base import RelabelsRewards
+from agents.base import RelabelsRewards, UsesGoalSpace
 from agents.goal_dataset import load_goal_dataset
 from agents.preference_dataset import load_preference_dataset
+from envs.goal_space import goal_space_of
 from rewards.from_config import feedback_from_config, reward_from_config
 from rewards.wrapper import VectorRewardWrapper
 
@@ -50,6 +51,13 @@ def agent_from_config(cfg: DictConfig, observation_space: gymnasium.Space, actio
     """The agent of a run config for these spaces and `num_envs` copies (its buffer sized to the run)."""
     return make_agent(cfg.agent.name, fit_buffer_to_run(cfg, agent_options(cfg), num_envs), observation_space, action_space,
                       num_envs, cfg.env.max_episode_steps, device)
+
+
+def give_goal_space(agent: Any, env: gymnasium.Env | gymnasium.vector.VectorEnv) -> None:
+    """Hand the env's goal space (env.kwargs.goal_space) to an agent whose goal sampler uses it."""
+    goal_space = goal_space_of(env)
+    if goal_space is not None and isinstance(agent, UsesGoalSpace):
+        agent.set_goal_space(goal_space)
 
 
 def make_envs(cfg: DictConfig, num_envs: int, render_mode: str | None = None, backend: str = "mujoco"
@@ -109,6 +117,7 @@ def build_offline(cfg: DictConfig, device: torch.device) -> Built:
     data = DATASET_LOADERS[kind](cfg.agent.dataset)
     eval_env = make_envs(cfg, eval_copies(cfg))
     agent = agent_from_config(cfg, eval_env.single_observation_space, eval_env.single_action_space, eval_env.num_envs, device)
+    give_goal_space(agent, eval_env)
     agent.set_dataset(data)
     return Built(None, eval_env, make_video_env(cfg), None, None, agent)
 
@@ -137,6 +146,7 @@ def build_run(cfg: DictConfig, run_dir: Path, checkpoint: dict | None, device: t
         env = VectorRewardWrapper(env, reward_module, observer=feedback)
         eval_env = VectorRewardWrapper(eval_env, reward_module)
     agent = agent_from_config(cfg, env.single_observation_space, env.single_action_space, env.num_envs, device)
+    give_goal_space(agent, env)
     if feedback is not None and isinstance(agent, RelabelsRewards):  # PEBBLE: the buffer is relabelled per session
         agent.check_reward_inputs(reward_module.obs_keys)
     return Built(env, eval_env, make_video_env(cfg), reward_module, feedback, agent)

@@ -109,3 +109,17 @@ def test_no_import_cycle_and_imports_point_down():
     upward = [f"{m} -> {t}" for m, targets in graph.items() for t in targets
               if t.split(".")[0] != m.split(".")[0] and t.split(".")[0] not in LAYERS[m.split(".")[0]]]
     assert upward == []
+
+
+def test_every_agent_declares_what_the_run_engine_calls():
+    """The engine picks an experience source from an agent's declared `loop` and hands datasets / envs over through
+    declared protocols (agents.base), never by discovering methods with getattr."""
+    from agents import AGENTS, LOOPS
+
+    for name, (cls, _) in AGENTS.items():
+        assert cls.__dict__.get("loop", None) in LOOPS or any(b.__dict__.get("loop") in LOOPS for b in cls.__mro__), name
+        assert cls.dataset_format in (None, "goal", "preferences"), name
+        if cls.dataset_format is not None:
+            assert callable(getattr(cls, "set_dataset", None)), name  # agents.base.LearnsOffline
+        if cls.loop == "sb3":
+            assert callable(getattr(cls, "bind", None)), name  # agents.base.DrivenBySB3

@@ -126,74 +126,58 @@ def test_crl_rejects_non_goal_spaces():
         make_agent("crl", {}, box, box, 1, 10, torch.device("cpu"))
 
 
-def test_goal_observation_indices_extend_the_stored_goal_and_the_command():
-    """Reach observation[6:8] is the fingertip: the stored goal becomes (achieved_goal, fingertip) and a command
-    (desired_goal, desired_goal[[0, 1]])."""
-    env, agent = _agent(goal_observation_indices=[6, 7], command_from_goal=[0, 1], actor_random_goals=0.5)
+def test_crl_reads_goals_in_the_env_goal_space():
+    """On Push with goal_space=push_behind the stored goal is the env's achieved goal (block, pusher) and the actor
+    is asked for the env's desired goal: crl adds nothing of its own."""
+    env = gymnasium.make_vec("crlab/Push-v0", num_envs=2, goal_space="push_behind")
+    agent = make_agent("crl", {"warmup_steps": 0, "hidden": [16], "batch_size": 8}, env.single_observation_space,
+                       env.single_action_space, 2, 100, torch.device("cpu"))
+    from scripts.run_setup import give_goal_space
+
+    give_goal_space(agent, env)
+    assert agent.goal_space.name == "push_behind" and agent.buffer.goal_space.task_dim == 2
     obs, _ = env.reset(seed=0)
     o = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in obs.items()}
-    torch.testing.assert_close(agent.command(o), o["desired_goal"][:, [0, 1, 0, 1]])
-    _, from_achieved = _agent(goal_observation_indices=[6, 7], command_from_goal=[1, 0], command_source="achieved")
-    torch.testing.assert_close(from_achieved.command(o), torch.cat([o["desired_goal"], o["achieved_goal"][:, [1, 0]]], -1))
-    reached = agent.reached_goal(o)
-    torch.testing.assert_close(reached, torch.cat([o["achieved_goal"], o["observation"][:, 6:8]], -1))
+    assert o["achieved_goal"].shape == (2, 4)
+    torch.testing.assert_close(o["achieved_goal"][:, 2:], o["observation"][:, 0:2])
     a = agent.act(o)
     nxt, r, term, trunc, _ = env.step(a.numpy())
     n = {k: torch.as_tensor(v, dtype=torch.float32) for k, v in nxt.items()}
     agent.observe(o, a, torch.as_tensor(r), n, term, trunc)
-    torch.testing.assert_close(agent.buffer.next_achieved_goal[agent.buffer.slot, 0], agent.reached_goal(n))
-    assert agent.buffer.next_achieved_goal.shape[-1] == 4
+    torch.testing.assert_close(agent.buffer.next_achieved_goal[agent.buffer.slot, 0], n["achieved_goal"])
+    env.close()
 
 
-def test_actor_command_goals_fill_the_added_slots_from_the_state_now():
-    """The command form of a relabelled goal (block', pusher') is (block', block now) with command_source=achieved,
-    (block', block') with desired; a share of 0 leaves the batch goals alone."""
-    goal = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]])
-    batch = {"achieved_now": torch.tensor([[-1.0, -2.0, -3.0, -4.0], [-5.0, -6.0, -7.0, -8.0]])}
-    for source, expected in (("achieved", [[1.0, 2.0, -1.0, -2.0], [5.0, 6.0, -5.0, -6.0]]),
-                             ("desired", [[1.0, 2.0, 1.0, 2.0], [5.0, 6.0, 5.0, 6.0]])):
-        _, agent = _agent(goal_observation_indices=[6, 7], command_from_goal=[0, 1], command_source=source,
-                          actor_command_goals=1.0)
-        command, command_repr = agent._command_form(batch, goal, torch.zeros(2, agent.cfg.repr_dim))
-        torch.testing.assert_close(command, torch.tensor(expected))
-        torch.testing.assert_close(command_repr, agent.critic.goal_encoder(command).detach())
-    agent.cfg.actor_command_goals = 0.0
-    kept, kept_repr = agent._command_form(batch, goal, torch.zeros(2, agent.cfg.repr_dim))
-    assert torch.equal(kept, goal) and torch.equal(kept_repr, torch.zeros(2, agent.cfg.repr_dim))
+def test_the_sampler_puts_actor_goals_in_the_commanded_form_of_the_goal_space():
+    """push_behind: a relabelled goal (block', pusher') becomes (block', block' - 0.05 * unit(block' - block now));
+    object_and_effector: (block', block'); random goals are other rows' goals; no mixture: the critic's goals."""
+    from agents.goal_buffer import GoalMix
+    from envs.goal_space import GoalSpace
+
+    goal = torch.tensor([[0.3, 0.4, 9.0, 9.0], [0.1, 0.1, 9.0, 9.0]])
+    now = torch.tensor([[0.0, 0.0, 7.0, 7.0], [0.1, 0.1, 7.0, 7.0]])
+    buf = GoalReplayBuffer(1, 1, 4, 1, 100, 5, torch.device("cpu"), GoalSpace("push_behind", 2, (0, 1), 0.05))
+    expected = torch.tensor([[0.3, 0.4, 0.27, 0.36], [0.1, 0.1, 0.1, 0.1]])  # at its goal: the goal itself
+    torch.testing.assert_close(buf.actor_goals(goal, now, GoalMix(actor_command_goals=1.0)), expected)
+    buf.goal_space = GoalSpace("object_and_effector", 2, (0, 1))
+    torch.testing.assert_close(buf.actor_goals(goal, now, GoalMix(actor_command_goals=1.0)), goal[:, [0, 1, 0, 1]])
+    assert buf.actor_goals(goal, now, GoalMix()) is goal
+    torch.manual_seed(0)
+    many = torch.arange(64.0)[:, None].expand(64, 4)
+    swapped = buf.actor_goals(many, many, GoalMix(actor_random_goals=1.0))
+    assert sorted(swapped[:, 0].tolist()) == many[:, 0].tolist() and not torch.equal(swapped, many)
 
 
-def test_behind_command_puts_the_pusher_short_of_the_goal_on_the_line_from_the_object():
-    """Object at (0, 0), goal at (0.3, 0.4) (5 units away): the pusher slot asks for goal - 0.05 * (0.6, 0.8); an
-    object already at its goal asks for the goal itself. Commands and the actor's command-form goals agree."""
-    _, agent = _agent(goal_observation_indices=[6, 7], command_from_goal=[0, 1], command_source="behind",
-                      command_offset=0.05, actor_command_goals=1.0)
-    desired = torch.tensor([[0.3, 0.4], [0.1, 0.1]])
-    achieved = torch.tensor([[0.0, 0.0], [0.1, 0.1]])
-    expected = torch.tensor([[0.27, 0.36], [0.1, 0.1]])
-    torch.testing.assert_close(agent.command_slots(desired, achieved), expected)
-    obs = {"desired_goal": desired, "achieved_goal": achieved, "observation": torch.zeros(2, 8)}
-    torch.testing.assert_close(agent.command(obs), torch.cat([desired, expected], -1))
-    relabelled = torch.cat([desired, torch.ones(2, 2)], -1)  # (object', pusher') from the buffer
-    command, _ = agent._command_form({"achieved_now": torch.cat([achieved, torch.ones(2, 2)], -1)}, relabelled,
-                                     torch.zeros(2, agent.cfg.repr_dim))
-    torch.testing.assert_close(command, torch.cat([desired, expected], -1))
-
-
-def test_goal_observation_options_are_checked():
-    with pytest.raises(ValueError, match="same length"):
-        CRLConfig(goal_observation_indices=[0, 1], command_from_goal=[0])
-    with pytest.raises(ValueError, match="outside 0..7"):
-        _agent(goal_observation_indices=[8], command_from_goal=[0])
+def test_agent_options_that_named_env_coordinates_point_at_the_env_goal_space():
+    for old in ("goal_observation_indices", "command_from_goal", "command_source", "command_offset"):
+        with pytest.raises(ValueError, match=f"agent.{old} no longer exists.*env.kwargs.goal_space="):
+            make_agent_config("crl", {old: [0, 1] if "indices" in old or "from" in old else 1})
     with pytest.raises(ValueError, match="actor_random_goals"):
         CRLConfig(actor_random_goals=1.5)
-    with pytest.raises(ValueError, match="'sideways'.*behind"):
-        CRLConfig(command_source="sideways")
-    with pytest.raises(ValueError, match="command_offset=-0.1"):
-        CRLConfig(command_offset=-0.1)
 
 
 def test_td_infonce_loss_on_a_hand_built_batch():
-    from agents.crl import td_infonce_loss
+    from agents.td_infonce import td_infonce_loss
 
     next_logits = torch.zeros(2, 2)  # each row: ln 2 of cross-entropy against its own next state
     future_logits = torch.tensor([[0.0, math.log(3.0)], [0.0, 0.0]], requires_grad=True)  # softmax [1/4, 3/4], [1/2, 1/2]
@@ -226,27 +210,31 @@ def test_td_infonce_agent_updates_and_round_trips():
 
 
 def test_motion_share_draws_episodes_by_how_far_their_achieved_goal_moved():
-    """Two copies, one episode each: copy 0's goal never moves, copy 1's moves 0.1 per step. motion_share=1 draws
+    """Two copies, one episode each: copy 0's object never moves, copy 1's moves 0.1 per step. motion share 1 draws
     only copy 1's episode; 0.5 about three quarters of the batch (half uniform + half by motion); before anything
-    moved, the draw stays uniform."""
-    buf = GoalReplayBuffer(1, 1, 3, 2, capacity=100, max_episode_steps=5, device=torch.device("cpu"), motion_dims=2)
+    moved, the draw stays uniform. Only the goal space's task part (the object) counts as motion."""
+    from agents.goal_buffer import GoalMix
+    from envs.goal_space import GoalSpace
+
+    buf = GoalReplayBuffer(1, 1, 3, 2, capacity=100, max_episode_steps=5, device=torch.device("cpu"),
+                           goal_space=GoalSpace("object_and_effector", 2, (0,)))
     for t in range(5):
         goal = torch.tensor([[0.0, 0.0, 9.0 * (t + 1)], [0.1 * t, 0.0, 0.0]])  # the third (added) coordinate does not count
         buf.add(torch.zeros(2, 1), torch.zeros(2, 1), goal, np.array([t == 4, t == 4]))
     torch.testing.assert_close(buf.motion[:2], torch.tensor([0.0, 0.4]))
     torch.manual_seed(0)
-    assert (buf.sample(512, 0.9, motion_share=1.0)["goal"][:, 0] > 0).float().mean() > 0.95  # only copy 1 (t >= 1)
-    share = (buf.sample(4000, 0.9, motion_share=0.5)["goal"][:, 2] == 0).float().mean()  # copy 1's added coordinate
+    assert (buf.sample(512, 0.9, GoalMix(goal_motion_share=1.0))["goal"][:, 0] > 0).float().mean() > 0.95  # copy 1
+    share = (buf.sample(4000, 0.9, GoalMix(goal_motion_share=0.5))["goal"][:, 2] == 0).float().mean()  # copy 1's slot
     assert abs(share - 0.75) < 0.03
     buf.motion.zero_()
-    assert abs((buf.sample(4000, 0.9, motion_share=1.0)["goal"][:, 2] == 0).float().mean() - 0.5) < 0.03
+    assert abs((buf.sample(4000, 0.9, GoalMix(goal_motion_share=1.0))["goal"][:, 2] == 0).float().mean() - 0.5) < 0.03
 
 
 def test_buffer_slots_recycle_with_uneven_episode_ends():
     """Copy 0 ends an episode every 2 steps, copy 1 every 5, in a 4-slot buffer that wraps: each closed slot holds
     its episode's steps (observation = the step number), its length, and the path length of its goal over its own
     steps only (the slot's older, longer episode beyond them does not count)."""
-    buf = GoalReplayBuffer(1, 1, 2, 2, capacity=20, max_episode_steps=5, device=torch.device("cpu"), motion_dims=2)
+    buf = GoalReplayBuffer(1, 1, 2, 2, capacity=20, max_episode_steps=5, device=torch.device("cpu"))
     closed = {}  # slot -> (copy, first step, length) of the last episode closed there
     start = [0, 0]
     for step in range(12):

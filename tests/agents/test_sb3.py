@@ -1,7 +1,8 @@
-"""SB3 baselines: the VecEnv adapter, run artifacts through scripts.train, and weights-only checkpoints."""
+"""SB3 baselines: the VecEnv adapter, run artifacts through scripts.train, weights-only checkpoints, HER."""
 
 import csv
 from pathlib import Path
+from typing import Any
 
 import gymnasium
 import numpy as np
@@ -99,7 +100,7 @@ def test_text_observations_are_refused():
 def test_sb3_ppo_learns_the_negotiation_game():
     """SB3 PPO through our adapter on a text game's numeric views: clearly above a random policy (about 0.25)."""
     from envs.text_game import NumericView
-    from scripts.bench.agents import mean_return
+    from scripts.bench.text import mean_return
 
     torch.manual_seed(0)
     env = NumericView(gymnasium.make_vec("crlab/Negotiation-v0", num_envs=32))
@@ -121,3 +122,84 @@ def test_a_run_stopped_by_its_time_limit_ends_with_an_evaluation_and_a_checkpoin
     last = int(table[-1]["env_steps"])
     assert len(table) == 2 and int(table[0]["env_steps"]) == 0 and last > 0
     assert torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["env_steps"] == last
+
+
+def test_her_relabels_with_future_goals_of_the_same_episode_and_the_envs_compute_reward(monkeypatch):
+    """HER's buffer (SB3's constructor path): a relabelled goal is an achieved goal of a later step of the transition's
+    own episode ("future", 4 goals), and every sampled reward is the env's vectorized compute_reward on it."""
+    from stable_baselines3.her import GoalSelectionStrategy
+
+    env = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=10)
+    goal_reward = type(env.unwrapped).compute_reward.fget(env.unwrapped)  # the vectorized reward of the env
+    calls = []  # achieved-goal batch shapes that HER hands it (through SB3VecEnv.env_method)
+
+    def counted(achieved: np.ndarray, desired: np.ndarray, info: Any) -> np.ndarray:
+        calls.append(achieved.shape)
+        return goal_reward(achieved, desired, info)
+
+    monkeypatch.setattr(type(env.unwrapped), "compute_reward", property(lambda self: counted))
+    agent = make_agent("sb3_sac", {"buffer_size": 1000, "warmup_steps": 20, "hidden": [16], "batch_size": 16},
+                       env.single_observation_space, env.single_action_space, 2, 10, CPU)
+    venv = agent.bind(env)
+    venv.seed(0)
+    agent.model.set_random_seed(0)
+    agent.model.learn(total_timesteps=60)  # 3 finished episodes per copy; gradient steps (HER batches) from step 20
+    buffer = agent.model.replay_buffer
+    assert type(buffer).__name__ == "HerReplayBuffer" and buffer.env is venv
+    assert buffer.n_sampled_goal == 4 and buffer.goal_selection_strategy == GoalSelectionStrategy.FUTURE
+    assert calls and all(len(shape) == 2 and shape[0] > 1 for shape in calls)  # one batched call per sample
+
+    np.random.seed(0)
+    batch = buffer.sample(256)
+    obs = {k: v.numpy() for k, v in batch.observations.items()}
+    next_obs = {k: v.numpy() for k, v in batch.next_observations.items()}
+    rows = buffer.pos  # 30 vector steps stored, none overwritten
+    where = {(buffer.observations["observation"][t, e].tobytes(), buffer.actions[t, e].tobytes()): (t, e)
+             for t in range(rows) for e in range(2)}
+    relabelled = 0
+    for i in range(256):
+        t, e = where[obs["observation"][i].tobytes(), batch.actions[i].numpy().tobytes()]
+        end = t + int(np.argmax(buffer.dones[t:rows, e]))  # the episode's last stored step (episodes end in `dones`)
+        future = buffer.next_observations["achieved_goal"][t:end + 1, e]
+        goal = obs["desired_goal"][i]
+        np.testing.assert_array_equal(next_obs["desired_goal"][i], goal)
+        if not np.array_equal(goal, buffer.observations["desired_goal"][t, e]):
+            relabelled += 1
+            assert (future == goal).all(axis=1).any(), (i, t, e)  # an achieved goal of this episode, not a past one
+    assert 0.6 < relabelled / 256 < 0.95  # her_ratio = 4 / 5 of the batch
+    expected = goal_reward(next_obs["achieved_goal"], obs["desired_goal"], [{}] * 256)
+    np.testing.assert_array_equal(batch.rewards.numpy().reshape(-1), expected)
+    assert (expected == 0).any() and (expected == -1).any()  # relabelling reached some goals; others missed
+    env.close()
+
+
+@pytest.mark.parametrize("name,options", [
+    ("sb3_sac", {"buffer_size": 1000, "hidden": [16]}),
+    ("sb3_sac", {"buffer_size": 1000, "hidden": [16], "ent_coef": "0.1"}),  # a fixed coefficient: another tensor
+    ("sb3_tqc", {"buffer_size": 1000, "hidden": [16]}),
+    ("sb3_ppo", {"hidden": [16]}),
+])
+def test_checkpoints_hold_what_sb3_saves_and_bind_keeps_them(name, options):
+    """The state dicts and tensors of a checkpoint are those of SB3's own `save` (its private list, read here only
+    to notice an SB3 change); `bind` constructs the model anew on the env and keeps a restored checkpoint."""
+    reach = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=50)
+    spaces = reach.single_observation_space, reach.single_action_space
+    trained = make_agent(name, options, *spaces, 2, 50, CPU)
+    with torch.no_grad():  # weights unlike a fresh agent's
+        for p in trained.model.policy.parameters():
+            p.add_(torch.randn_like(p))
+    state = trained.state_dict()
+    state["num_timesteps"] = 123
+    names, tensors = trained.model._get_torch_save_params()
+    assert set(state["modules"]) == set(names) and set(state["tensors"]) == set(tensors or [])
+    agent = make_agent(name, options, *spaces, 2, 50, CPU)
+    agent.load_state_dict(state)  # before bind, as a resumed run does
+    probe = {k: torch.randn(6, *s.shape) for k, s in reach.single_observation_space.items()}
+    before = agent.act(probe, deterministic=True)
+    model = agent.model
+    agent.bind(reach)
+    assert agent.model is not model and agent.env_steps == 123
+    torch.testing.assert_close(agent.act(probe, deterministic=True), before, rtol=0, atol=0)
+    for n, t in agent.saved_tensors().items():
+        torch.testing.assert_close(t.detach().cpu(), state["tensors"][n])
+    reach.close()

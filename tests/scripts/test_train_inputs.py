@@ -108,10 +108,19 @@ def test_old_option_names_are_refused_with_the_new_one(old, new):
 
 def test_tuned_settings_apply_to_their_pair_only_and_yield_to_the_cli():
     tuned = config("agent=crl", "env=push").agent
-    assert tuned.command_source == "behind" and list(tuned.goal_observation_indices) == [0, 1]
-    assert config("agent=crl", "env=reach").agent.command_source == "desired"
-    assert config("agent=crl", "env=push", "~tuned").agent.command_source == "desired"
-    assert config("agent=crl", "env=push", "agent.command_source=achieved").agent.command_source == "achieved"
+    assert tuned.actor_command_goals == 1.0 and tuned.goal_motion_share == 0.5
+    assert config("agent=crl", "env=reach").agent.actor_command_goals == 0.0
+    assert config("agent=crl", "env=push", "~tuned").agent.actor_command_goals == 0.0
+    assert config("agent=crl", "env=push", "agent.goal_motion_share=0.25").agent.goal_motion_share == 0.25
+    # the goal space is the env config's, whichever agent runs
+    assert config("agent=sb3_sac", "env=push").env.kwargs.goal_space == config("agent=crl", "env=push").env.kwargs.goal_space
+
+
+def test_an_agent_option_naming_env_coordinates_points_at_the_env_goal_space():
+    from scripts.cli import unknown_key_message
+
+    message = unknown_key_message(config("agent=crl", "env=push"), "agent.goal_observation_indices")
+    assert "no longer exists" in message and "env.kwargs.goal_space=object|object_and_effector|push_behind" in message
 
 
 def test_every_tuned_file_names_an_agent_env_pair_and_valid_agent_options():
