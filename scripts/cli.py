@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
+import os
 import sys
-from collections.abc import Iterator
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
@@ -77,7 +81,8 @@ def user_errors() -> Iterator[None]:
 
 
 # run keys of scripts/conf/train.yaml: name -> (rule, accepts null)
-RUN_KEYS = {"seed": ("int >= 0", False), "total_env_steps": ("int > 0", False), "eval_every": ("int > 0", False),
+RUN_KEYS = {"seed": ("int >= 0", False), "total_env_steps": ("int > 0", False),
+            "total_gradient_steps": ("int > 0", False), "eval_every": ("int > 0", False),
             "eval_episodes": ("int > 0", False), "video_episodes": ("int >= 0", False),
             "checkpoint_every": ("int > 0", False), "keep_checkpoints": ("int >= 0", False),
             "log_every_s": ("number >= 0", False), "time_limit_s": ("number > 0", True), "torch_threads": ("int > 0", True)}
@@ -107,7 +112,8 @@ def check_run_config(cfg: DictConfig) -> None:
 
 def check_run_paths(argv: list[str]) -> None:
     """Before Hydra creates anything: `resume=DIR` must be a run directory (a config.yaml or checkpoints/ in it),
-    and `hydra.run.dir=DIR` must be creatable (its nearest existing parent a writable folder). Exit 2 otherwise."""
+    and `hydra.run.dir=DIR` must be creatable (its nearest existing parent a writable folder). Exit 2 otherwise.
+    Nothing is left behind: the probe is a temporary folder, removed at once."""
     values = dict(a.split("=", 1) for a in argv if "=" in a)
     resume = values.get("resume")
     if resume not in (None, "null"):
@@ -117,11 +123,72 @@ def check_run_paths(argv: list[str]) -> None:
             sys.exit(2)
     target = values.get("hydra.run.dir")
     if target and "${" not in target:
-        try:  # Hydra would make it next; making it here turns a failure into one line instead of a traceback
-            Path(target).mkdir(parents=True, exist_ok=True)
-            probe = Path(target) / ".crlab_write_test"
-            probe.touch()
-            probe.unlink()
+        existing = Path(target)
+        while not os.path.lexists(existing) and existing != existing.parent:
+            existing = existing.parent
+        try:  # Hydra would fail with a traceback; a folder made and removed in the nearest existing one tells first
+            if not existing.is_dir():
+                code = errno.EEXIST if existing == Path(target) else errno.ENOTDIR
+                raise OSError(code, os.strerror(code))
+            os.rmdir(tempfile.mkdtemp(prefix=".crlab_write_test", dir=existing))
         except OSError as err:
             sys.stderr.write(f"error: hydra.run.dir={target} cannot be created or written ({err.strerror})\n")
             sys.exit(2)
+
+
+def _plain_path(value: str) -> bool:
+    """Whether `value` is a path Hydra's override grammar reads as it is (no quotes, escapes or interpolations)."""
+    return bool(value) and all(c.isascii() and (c.isalnum() or c in "/_-.+@:%") for c in value)
+
+
+def pin_run_dir(config_dir: Path, config_name: str, argv: list[str]) -> tuple[list[str], Path | None]:
+    """`argv` with `hydra.run.dir` resolved now and given explicitly, and that directory; (argv, None) where it cannot
+    be told beforehand (command-line flags such as --multirun, a value Hydra's grammar would need escaped). Hydra
+    resolves `${now:...}` itself a moment later, so without this the folder it makes would not be known in advance."""
+    if any(a.startswith("-") for a in argv):
+        return argv, None
+    given = next((a.split("=", 1)[1] for a in reversed(argv) if a.startswith("hydra.run.dir=")), None)
+    if given is not None and _plain_path(given):
+        return argv, Path(given)
+    try:
+        with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
+            cfg = compose(config_name, overrides=list(argv), return_hydra_config=True)
+            run_dir = str(cfg.hydra.run.dir)
+    except Exception:  # whatever Hydra finds wrong here, it reports itself when the app starts
+        return argv, None
+    if not _plain_path(run_dir):
+        return argv, None
+    return [a for a in argv if not a.startswith("hydra.run.dir=")] + [f"hydra.run.dir={run_dir}"], Path(run_dir)
+
+
+@contextlib.contextmanager
+def removed_if_refused(run_dir: Path | None) -> Iterator[None]:
+    """On a refusal (exit 2, see `user_errors`): remove `run_dir` and the folders above it that did not exist when this
+    began, as far as they are still empty. Hydra makes its run directory before the app can check its input; a
+    folder that existed, or that holds anything (a run's outputs), is never touched."""
+    made: list[Path] = []  # deepest first
+    folder = Path(os.path.abspath(run_dir)) if run_dir is not None else None
+    while folder is not None and not os.path.lexists(folder) and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
+    try:
+        yield
+    except SystemExit as stop:
+        if stop.code == 2:
+            for path in made:
+                try:
+                    path.rmdir()
+                except FileNotFoundError:
+                    continue
+                except OSError:  # not empty (or not a folder): keep it and everything above
+                    break
+        raise
+
+
+def start(main: Callable[[], Any], config_dir: Path, config_name: str) -> None:
+    """Run the Hydra app `main` on sys.argv so that a refused input leaves the file system as it was: overrides are
+    checked first (`check_overrides`), and the run directory Hydra makes is removed again on a refusal."""
+    check_overrides(config_dir, config_name, sys.argv[1:])
+    sys.argv[1:], run_dir = pin_run_dir(config_dir, config_name, sys.argv[1:])
+    with removed_if_refused(run_dir):
+        main()

@@ -8,7 +8,8 @@ The cadence of a run is its declared hooks, called in order before each step (`a
 scalars, the progress bar). Only the experience source differs between agents:
 
 - `EnvSource` (crl, curl, ppo): act -> env.step -> observe -> update, one vector step at a time;
-- `DatasetSource` (cpl): one `agent.update()` on the agent's dataset; steps count gradient steps;
+- `DatasetSource` (cpl; crl, gcbc, gciql with agent.dataset): one `agent.update()` on the agent's dataset; a run
+  counts gradient steps (`total_gradient_steps`, metrics.csv `gradient_steps`);
 - `SB3Source` (sb3_*): SB3's `model.learn` collects and trains; its callback calls the same engine.
 
 `train(cfg, run_dir)` builds a run from its config (scripts.run_setup) and drives it with the hooks of a training
@@ -181,6 +182,7 @@ class Evaluation(Hook):
 
     def __init__(self, cfg: DictConfig, built: Built, log: RunLog, run_dir: Path, steps: int, resumed: bool) -> None:
         self.cfg, self.built, self.log, self.run_dir = cfg, built, log, run_dir
+        self.unit = log.step_column
         first = (steps // cfg.eval_every + 1) * cfg.eval_every
         self.next_eval = first if resumed or not cfg.get("eval_at_start", True) else 0
         self.last_eval = -1 if log.last_eval_step is None else log.last_eval_step
@@ -189,7 +191,7 @@ class Evaluation(Hook):
     def at_mark(self, engine: Engine, stop: bool) -> None:
         steps, cfg = engine.steps, self.cfg
         if steps >= self.next_eval or (stop and self.last_eval != steps):  # a run stopped between evaluations ends with one
-            row = {"env_steps": steps, **evaluate(self.built.agent, self.built.eval_env, seed=cfg.seed + 10_000,
+            row = {self.unit: steps, **evaluate(self.built.agent, self.built.eval_env, seed=cfg.seed + 10_000,
                                                   episodes=cfg.eval_episodes)}
             row["wall_time_s"] = engine.elapsed()
             row.update(peak_memory_mb())
@@ -242,6 +244,7 @@ class TrainScalars(Hook):
     def __init__(self, log: RunLog, every_s: float, proxy: bool, bar: tqdm | None = None,
                  evaluation: Evaluation | None = None) -> None:
         self.log, self.every_s, self.proxy, self.bar, self.evaluation = log, every_s, proxy, bar, evaluation
+        self.rate_name = f"{log.step_column}_per_s"  # env_steps_per_s, or gradient_steps_per_s offline
         self.returns: np.ndarray | None = None  # (2, N) running proxy and ground-truth returns
         self.finished: list[tuple[float, float]] = []
         self.tick_steps: int | None = None
@@ -270,7 +273,7 @@ class TrainScalars(Hook):
             if self.proxy:
                 scalars["proxy_return"] = proxy
             self.finished = []
-        self.log.train_scalars({**scalars, "env_steps_per_s": sps}, engine.steps)
+        self.log.train_scalars({**scalars, self.rate_name: sps}, engine.steps)
         if self.bar is not None:
             success = self.evaluation.last_success if self.evaluation is not None else float("nan")
             self.bar.set_postfix(sps=f"{sps:,.0f}", success=f"{success:.2f}")
@@ -306,6 +309,30 @@ def source_for(loop: str, built: Built, cfg: DictConfig, run_dir: Path, resumed:
     return EnvSource(built.agent, built.env, cfg.seed)
 
 
+STEP_UNITS = {"online": "env_steps", "sb3": "env_steps", "offline": "gradient_steps"}
+
+
+def step_unit(cfg: DictConfig) -> str:
+    """What a run counts: `env_steps` (online, sb3) or `gradient_steps` (offline: agent.dataset, cpl)."""
+    return STEP_UNITS[agent_loop(cfg.agent.name, agent_options(cfg))]
+
+
+def run_length(cfg: DictConfig) -> int:
+    """The steps a run trains for: total_env_steps online, total_gradient_steps offline."""
+    return int(cfg.total_gradient_steps if step_unit(cfg) == "gradient_steps" else cfg.total_env_steps)
+
+
+def check_step_keys(cfg: DictConfig, overrides: list[str]) -> None:
+    """An offline run configured with `total_env_steps` (gradient steps are not env steps) is refused, naming the
+    key it counts; so is an online run given `total_gradient_steps`."""
+    given = {o.split("=", 1)[0].lstrip("+~") for o in overrides}
+    offline = step_unit(cfg) == "gradient_steps"
+    wrong, right = ("total_env_steps", "total_gradient_steps") if offline else ("total_gradient_steps", "total_env_steps")
+    if wrong in given:
+        kind = "an offline run (agent.dataset / cpl) takes gradient steps" if offline else "an online run takes env steps"
+        raise ValueError(f"{wrong} does not apply: {kind}; set {right}=N")
+
+
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     """Run the training described by `cfg`, writing everything into `run_dir`; returns `run_dir`. With
     `resume=RUN_DIR` it continues that run from its latest checkpoint (`overrides`, the CLI's key=value list, may
@@ -317,9 +344,8 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
         cfg = resumed_config(checkpoint["config"], run_dir, list(overrides))
     check_run_config(cfg)
     make_agent_config(cfg.agent.name, agent_options(cfg))  # agent options checked before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_step_keys(cfg, list(overrides))
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    (run_dir / "config.yaml").write_text(config_yaml)
 
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
@@ -329,6 +355,10 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     loop = agent_loop(cfg.agent.name, agent_options(cfg))
     device = resolve_device(cfg.device)
     built = build_run(cfg, run_dir, checkpoint, device, offline=loop == "offline")
+    # Written only now: building reads the dataset, makes the envs and the reward module, and a refusal there
+    # (a missing or unreadable agent.dataset, ...) must leave the run directory as it was, a resumed one included.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config_yaml)
     steps, wall_offset = 0, 0.0
     if checkpoint is not None:
         built.agent.load_state_dict(checkpoint["agent"])
@@ -338,14 +368,16 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     source = source_for(loop, built, cfg, run_dir, resumed)
 
     extra = (() if built.reward_module is None else ("eval_proxy_return",)) + (("peak_gpu_mb",) if device.type == "cuda" else ())
-    log = RunLog(run_dir, resume_from_step=steps if resumed else None, extra_columns=extra)
+    unit, total = step_unit(cfg), run_length(cfg)
+    log = RunLog(run_dir, resume_from_step=steps if resumed else None, extra_columns=extra, step_column=unit)
     evaluation = Evaluation(cfg, built, log, run_dir, steps, resumed)
-    bar = tqdm(total=cfg.total_env_steps, initial=steps, unit="step", dynamic_ncols=True, disable=not cfg.progress)
+    bar = tqdm(total=total, initial=steps, unit=" " + unit.replace("_", " "), unit_scale=True, dynamic_ncols=True,
+               disable=not cfg.progress)
     hooks: list[Hook] = [evaluation, Checkpointing(cfg, built, run_dir, config_yaml, steps)]
     if built.feedback is not None:
         hooks.append(PreferenceFeedback(built, log))
     hooks.append(TrainScalars(log, cfg.log_every_s, proxy=built.reward_module is not None, bar=bar, evaluation=evaluation))
-    engine = Engine(hooks, cfg.total_env_steps, cfg.time_limit_s, steps, wall_offset)
+    engine = Engine(hooks, total, cfg.time_limit_s, steps, wall_offset)
     try:
         source.drive(engine)
     finally:

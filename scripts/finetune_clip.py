@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from agents import resolve_device
 from envs.reach import scripted_action
 from rewards.clip import clip_preprocess
 from rewards.liv import clip_contrastive_loss, liv_loss
-from scripts.cli import check_overrides, user_errors
+from scripts.cli import start, user_errors
 
 # A small architecture for 64x64 frames, trained from scratch in minutes on a CPU. Its vision tower is open_clip's
 # ModifiedResNet (a list of layers): on Reach frames a tiny ViT trained from scratch collapsed to one embedding
@@ -214,5 +213,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides(Path(__file__).parent / "conf", "finetune_clip", sys.argv[1:])
-    main()
+    start(main, Path(__file__).parent / "conf", "finetune_clip")

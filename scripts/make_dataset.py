@@ -12,7 +12,6 @@ episodes, new targets as each is reached).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from agents.goal_dataset import STEP_FIELDS, save_goal_dataset
 from envs.batched import true_next_obs
 from envs.ogbench_manip import OGBENCH_ENVS, collect_ogbench
 from envs.scripted import noisy_policy, random_policy, scripted_policy
-from scripts.cli import check_overrides, user_errors
+from scripts.cli import start, user_errors
 
 POLICIES = ("oracle", "noisy", "random", "play")  # play: OGBench's plan oracles (OGBench's envs only)
 OGBENCH_KINDS = {"noisy": "noisy", "play": "play", "oracle": "play"}  # OGBench's own collection per policy
@@ -106,5 +105,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides(Path(__file__).parent / "conf", "make_dataset", sys.argv[1:])
-    main()
+    start(main, Path(__file__).parent / "conf", "make_dataset")

@@ -19,7 +19,6 @@ checkpoint's policy plus per-episode action noise (`record.noise`), so that segm
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -321,7 +320,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    from scripts.cli import check_overrides
+    from scripts.cli import start
 
-    check_overrides(CONF, "make_preferences", sys.argv[1:])
-    main()
+    start(main, CONF, "make_preferences")

@@ -7,7 +7,6 @@ Writes `<out>.mp4` and `<out>.npz` (the rollout layout of `envs.recorder`), by d
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import gymnasium
@@ -20,7 +19,7 @@ import envs  # noqa: F401  (registers crlab/ envs)
 from agents import resolve_device
 from agents.checkpoint import load_checkpoint
 from envs.scripted import noisy_policy, random_policy, scripted_policy
-from scripts.cli import check_overrides, user_errors
+from scripts.cli import start, user_errors
 from scripts.evaluate import record_episodes, record_policy
 from scripts.run_setup import agent_from_config
 
@@ -85,5 +84,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    check_overrides(Path(__file__).parent / "conf", "record", sys.argv[1:])
-    main()
+    start(main, Path(__file__).parent / "conf", "record")

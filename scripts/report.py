@@ -33,16 +33,19 @@ from scripts.aggregate import iqm, stratified_bootstrap_ci  # noqa: E402
 RUN_SPECIFIC_KEYS = {"seed", "resume", "device", "torch_threads", "progress", "log_every_s", "video_episodes",
                      "checkpoint_every", "keep_checkpoints"}
 METRICS = {"success": "eval_success_rate", "return": "eval_return"}
+STEP_COLUMNS = ("env_steps", "gradient_steps")  # what a run counts: online runs env steps, offline runs gradient steps
 
 
 @dataclass
 class Run:
-    """One run directory: its flattened config and its evaluation rows (each array has shape (evals,))."""
+    """One run directory: its flattened config and its evaluation rows (each array has shape (evals,)), at `steps`
+    counted in `unit` (env_steps, or gradient_steps for an offline run)."""
 
     path: Path
     config: dict[str, Any]
-    env_steps: np.ndarray
+    steps: np.ndarray
     metrics: dict[str, np.ndarray]
+    unit: str = "env_steps"
 
     @property
     def task(self) -> tuple[str, str, str]:
@@ -88,15 +91,21 @@ def read_curve(path: Path) -> dict[str, np.ndarray]:
     """A run's metrics.csv (or a benchmark record's curve CSV) as columns, {"env_steps": (T,), "eval_success_rate":
     (T,), ...}; an empty cell (a column that appeared mid-run) reads as NaN. crlab's one reader of evaluation curves."""
     with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    columns = list(rows[0]) if rows else ["env_steps", *METRICS.values()]
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        columns = list(reader.fieldnames or ["env_steps"])
     return {c: np.array([float(r[c]) if r.get(c) not in (None, "") else np.nan for r in rows]) for c in columns}
+
+
+def step_column(columns: dict[str, Any]) -> str:
+    """The step column of a curve: `gradient_steps` for an offline run, else `env_steps`."""
+    return next((c for c in STEP_COLUMNS if c in columns), "env_steps")
 
 
 def last_row(path: Path) -> dict[str, float]:
     """The last evaluation row of a metrics.csv; ValueError if it has none yet."""
     columns = read_curve(path)
-    if not len(columns["env_steps"]):
+    if not len(columns[step_column(columns)]):
         raise ValueError(f"{path} has no evaluation rows")
     return {c: float(v[-1]) for c, v in columns.items()}
 
@@ -106,11 +115,12 @@ def load_run(run_dir: Path) -> Run | None:
     config = flatten(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True))
     config.setdefault("reward.name", "none")  # runs from before reward=NAME existed used the env's reward
     columns = read_curve(run_dir / "metrics.csv")
-    if not len(columns["env_steps"]):
+    unit = step_column(columns)
+    if not len(columns[unit]):
         print(f"warning: {run_dir} has no evaluation rows yet; skipped", file=sys.stderr)
         return None
-    return Run(run_dir, config, columns["env_steps"].astype(int),
-               {name: columns[column] for name, column in METRICS.items()})
+    return Run(run_dir, config, columns[unit].astype(int), {name: columns[column] for name, column in METRICS.items()},
+               unit)
 
 
 def find_runs(paths: list[Path]) -> list[Run]:
@@ -154,21 +164,22 @@ def interval(values: np.ndarray | list[np.ndarray], reps: int, confidence: float
 
 def curve(group: Group, reps: int, confidence: float, seed: int) -> dict[str, list[float]]:
     """IQM and CI per evaluation step, over the steps that every run of the group has evaluated."""
-    steps = sorted(set.intersection(*(set(r.env_steps.tolist()) for r in group.runs)))
-    out: dict[str, list[float]] = {"env_steps": steps}
+    steps = sorted(set.intersection(*(set(r.steps.tolist()) for r in group.runs)))
+    out: dict[str, list[float]] = {group.runs[0].unit: steps}
     for name in METRICS:
-        table = np.stack([r.metrics[name][np.searchsorted(r.env_steps, steps)] for r in group.runs])  # (runs, T)
+        table = np.stack([r.metrics[name][np.searchsorted(r.steps, steps)] for r in group.runs])  # (runs, T)
         low, high = stratified_bootstrap_ci([table], iqm, reps, confidence, seed)
         out.update({f"{name}_iqm": iqm(table).tolist(), f"{name}_ci_low": low.tolist(), f"{name}_ci_high": high.tolist()})
     return out
 
 
 def summarize(group: Group, reps: int, confidence: float, seed: int) -> dict[str, Any]:
-    final_steps = [int(r.env_steps[-1]) for r in group.runs]
+    final_steps = [int(r.steps[-1]) for r in group.runs]
+    unit = group.runs[0].unit
     return {
         "agent": group.agent, "env": group.env, "reward": group.reward, "variant": group.variant,
         "runs": [str(r.path) for r in group.runs], "seeds": [r.config.get("seed") for r in group.runs],
-        "final_env_steps": final_steps,
+        "unit": unit, f"final_{unit}": final_steps,
         **{name: interval(np.array([r.metrics[name][-1] for r in group.runs]), reps, confidence, seed)
            for name in METRICS},
         "curve": curve(group, reps, confidence, seed),
@@ -196,21 +207,25 @@ def slug(*parts: str) -> str:
 
 
 def plot_curves(summaries: list[dict[str, Any]], out_dir: Path, confidence: float) -> list[Path]:
-    """One PNG per (env, reward): success rate and return against env steps, a line and band per group."""
+    """One PNG per (env, reward): success rate and return against the runs' steps (env steps, or gradient steps
+    offline), a line and band per group."""
     paths = []
     tasks = sorted({(s["env"], s["reward"]) for s in summaries})
     for env, reward in tasks:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
-        for s in (s for s in summaries if (s["env"], s["reward"]) == (env, reward)):
+        group_summaries = [s for s in summaries if (s["env"], s["reward"]) == (env, reward)]
+        units = sorted({s["unit"].replace("_", " ") for s in group_summaries})
+        for s in group_summaries:
             c = s["curve"]
             label = s["agent"] + (f" ({variant_text(s['variant'])})" if s["variant"] else "") + f", {len(s['runs'])} seeds"
             label = textwrap.fill(label, 110)  # a long variant (several differing keys) wraps instead of squashing the axes
             for ax, name in zip(axes, METRICS):
-                line, = ax.plot(c["env_steps"], c[f"{name}_iqm"], label=label, marker="." if len(c["env_steps"]) < 30 else None)
-                ax.fill_between(c["env_steps"], c[f"{name}_ci_low"], c[f"{name}_ci_high"], color=line.get_color(), alpha=0.2)
+                x = c[s["unit"]]
+                line, = ax.plot(x, c[f"{name}_iqm"], label=label, marker="." if len(x) < 30 else None)
+                ax.fill_between(x, c[f"{name}_ci_low"], c[f"{name}_ci_high"], color=line.get_color(), alpha=0.2)
         for ax, name in zip(axes, METRICS):
             ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 20k, 1M
-            ax.set_xlabel("env steps")
+            ax.set_xlabel(" / ".join(units))
             ax.set_ylabel(f"eval {name} (IQM over seeds)")
             ax.grid(alpha=0.3)
         axes[0].set_ylim(-0.03, 1.03)
@@ -227,7 +242,7 @@ def markdown(summaries: list[dict[str, Any]], pooled: list[dict[str, Any]], pngs
              confidence: float) -> str:
     show_variant = any(s["variant"] for s in summaries)
     head = ["agent", "env", "reward"] + (["variant"] if show_variant else []) + [
-        "seeds", "env steps", f"success IQM [{confidence:.0%} CI]", f"return IQM [{confidence:.0%} CI]"]
+        "seeds", "steps (env; offline: gradient)", f"success IQM [{confidence:.0%} CI]", f"return IQM [{confidence:.0%} CI]"]
     lines = ["# Report", "",
              f"{sum(len(s['runs']) for s in summaries)} runs in {len(summaries)} group{'s' * (len(summaries) > 1)}. Final = the last evaluation of "
              "each run. IQM = interquartile mean over seeds (25 % trimmed mean; with fewer than 4 seeds nothing is "
@@ -235,7 +250,7 @@ def markdown(summaries: list[dict[str, Any]], pooled: list[dict[str, Any]], pngs
              f"seeds ({reps} resamples), as in Agarwal et al. 2021.", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for s in summaries:
-        steps = sorted(set(s["final_env_steps"]))
+        steps = sorted(set(s[f"final_{s['unit']}"]))
         row = [s["agent"], s["env"], s["reward"]] + ([variant_text(s["variant"])] if show_variant else []) + [
             str(len(s["runs"])), f"{steps[0]:,}" if len(steps) == 1 else f"{steps[0]:,}–{steps[-1]:,} (unequal!)",
             ci_text(s["success"], 2), ci_text(s["return"], 1)]

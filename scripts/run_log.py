@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from envs.atomic_file import TMP_MARK
 
-METRIC_COLUMNS = ("env_steps", "wall_time_s", "eval_success_rate", "eval_return", "peak_rss_mb")
+METRIC_COLUMNS = ("wall_time_s", "eval_success_rate", "eval_return", "peak_rss_mb")  # after the step column
 LATEST = "latest.pt"
 
 
@@ -27,12 +27,15 @@ def peak_memory_mb() -> dict[str, float]:
 
 
 class RunLog:
-    """Writes evaluation rows to `metrics.csv` (flushed per row) and scalars to TensorBoard."""
+    """Writes evaluation rows to `metrics.csv` (flushed per row) and scalars to TensorBoard. Its first column is
+    the run's step count: `env_steps` online, `gradient_steps` offline."""
 
-    def __init__(self, run_dir: Path, resume_from_step: int | None = None, extra_columns: tuple[str, ...] = ()) -> None:
+    def __init__(self, run_dir: Path, resume_from_step: int | None = None, extra_columns: tuple[str, ...] = (),
+                 step_column: str = "env_steps") -> None:
         self.run_dir = run_dir
         self.csv_path = run_dir / "metrics.csv"
-        self.columns = [*METRIC_COLUMNS, *extra_columns]  # e.g. eval_proxy_return when a reward module is active
+        self.step_column = step_column
+        self.columns = [step_column, *METRIC_COLUMNS, *extra_columns]  # e.g. eval_proxy_return with a reward module
         self.last_eval_step: int | None = None  # of the rows kept on resume: a finished run is not evaluated again
         if resume_from_step is not None and self.csv_path.exists():
             self._truncate_after(resume_from_step)
@@ -48,21 +51,21 @@ class RunLog:
         """Drop rows logged after the checkpoint we resume from: they will be produced again. The kept rows are
         written to a temporary file that then replaces metrics.csv, so a crash here loses nothing."""
         with open(self.csv_path, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["env_steps"]) <= step]
+            rows = [r for r in csv.DictReader(f) if int(r[self.step_column]) <= step]
         tmp = self.csv_path.with_suffix(".csv.tmp")
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
         tmp.replace(self.csv_path)
-        self.last_eval_step = int(rows[-1]["env_steps"]) if rows else None
+        self.last_eval_step = int(rows[-1][self.step_column]) if rows else None
 
     def eval_row(self, row: dict[str, float]) -> None:
         self._csv.writerow(row)
         self._file.flush()
         for key, value in row.items():
-            if key != "env_steps":
-                self.tb.add_scalar(f"eval/{key}", value, row["env_steps"])
+            if key != self.step_column:
+                self.tb.add_scalar(f"eval/{key}", value, row[self.step_column])
 
     def train_scalars(self, metrics: dict[str, float], env_steps: int) -> None:
         for key, value in metrics.items():

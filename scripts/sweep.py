@@ -3,7 +3,7 @@
 The grid is agents x envs x rewards x seeds (scripts/conf/sweep.yaml), times any train key given as `key=a,b`;
 every other `key=value` is a scripts.train override for all trials (`total_env_steps=100_000`). Each trial is
 `scripts.train.train` writing a normal run directory `<sweep_dir>/<agent>_<env>[_<reward>]_seed<k>/`, plus
-`trial.log` (its output) and a `DONE` marker once it reached `total_env_steps`. Running the same command
+`trial.log` (its output) and a `DONE` marker once it reached `total_env_steps` (offline: `total_gradient_steps`). Running the same command
 with the same `sweep_dir` again skips trials marked DONE and resumes the others from their latest checkpoint.
 Ray is started in this process (`num_cpus`, `num_gpus`), or joined at `address=...`; each trial reserves
 `cpus_per_trial` CPUs and `gpus_per_trial` (may be fractional) GPUs. At the end, scripts.report writes
@@ -125,11 +125,12 @@ def mark_done(run_dir: Path, env_steps: int) -> None:
 def run_trial(cfg: DictConfig, run_dir: str) -> dict[str, Any]:
     """Ray task: train one grid point into `run_dir` (fresh, or resumed from its checkpoint); output goes to
     `run_dir/trial.log`. Returns {"ran", "env_steps", "done", "last_eval"}."""
-    from scripts.train import train  # noqa: PLC0415 (torch, MuJoCo: only in the workers)
+    from scripts.engine import run_length  # noqa: PLC0415 (torch, MuJoCo: only in the workers)
+    from scripts.train import train  # noqa: PLC0415
 
     path = Path(run_dir)
     step = final_step(path)
-    if step is not None and step >= cfg.total_env_steps:  # finished before its marker was written
+    if step is not None and step >= run_length(cfg):  # finished before its marker was written
         mark_done(path, step)
         return {"ran": False, "env_steps": step, "done": True, "last_eval": last_eval(path)}
     if step is not None:
@@ -146,7 +147,7 @@ def run_trial(cfg: DictConfig, run_dir: str) -> dict[str, Any]:
             traceback.print_exc()
             raise
     step = final_step(path)
-    done = step is not None and step >= cfg.total_env_steps
+    done = step is not None and step >= run_length(cfg)
     if done:
         mark_done(path, step)
     return {"ran": True, "env_steps": step, "done": done, "last_eval": last_eval(path)}
@@ -170,7 +171,8 @@ def progress_lines(elapsed: float, trials: dict[str, Path], finished: int, faile
              f"{len(trials)} to go"]
     for name, run_dir in trials.items():
         if (row := last_eval(run_dir)) is not None:
-            lines.append(f"  {name}: last eval at {int(row['env_steps']):,} env steps, "
+            unit = "gradient_steps" if "gradient_steps" in row else "env_steps"
+            lines.append(f"  {name}: last eval at {int(row[unit]):,} {unit.replace('_', ' ')}, "
                          f"success {float(row['eval_success_rate']):.2f}, return {float(row['eval_return']):.1f}")
     return lines
 
@@ -209,13 +211,13 @@ def run_sweep(cfg: DictConfig, trials: list[Trial], sweep_dir: Path) -> tuple[in
                     print(f"FAILED {trial.name}: {first_line(err)} (see {sweep_dir / trial.name / TRIAL_LOG})", flush=True)
                     continue
                 row = result["last_eval"] or {}
-                where = f"at {result['env_steps']:,} env steps, success {float(row.get('eval_success_rate', 'nan')):.2f}"
+                where = f"at {result['env_steps']:,} steps, success {float(row.get('eval_success_rate', 'nan')):.2f}"
                 if result["done"]:
                     finished += 1
                     print(f"finished {trial.name} {where}" + ("" if result["ran"] else " (already trained)"), flush=True)
                 else:
                     failed += 1
-                    print(f"INCOMPLETE {trial.name}: stopped {where} before total_env_steps (time_limit_s?)", flush=True)
+                    print(f"INCOMPLETE {trial.name}: stopped {where} before its total steps (time_limit_s?)", flush=True)
             if time.time() - last_print >= cfg.progress_every_s and pending:
                 last_print = time.time()
                 running = {t.name: sweep_dir / t.name for t in pending.values()}

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from scripts.aggregate import iqm, stratified_bootstrap_ci  # noqa: E402
 from scripts.bench.record import RECORDS, ROOT, read_record, training_records  # noqa: E402
+from scripts.report import step_column  # noqa: E402
 
 PAGES = ROOT / "docs" / "benchmarks"
 README = ROOT / "README.md"
@@ -55,9 +56,10 @@ def success_text(stat: dict[str, Any]) -> str:
 
 def common_curve(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """IQM and band of success over the steps every seed evaluated: (steps (T,), iqm, low, high)."""
-    steps = sorted(set.intersection(*(set(r["curve_columns"]["env_steps"].astype(int).tolist()) for r in records)))
-    table = np.stack([r["curve_columns"]["eval_success_rate"][np.searchsorted(r["curve_columns"]["env_steps"], steps)]
-                      for r in records])  # (seeds, T)
+    x = [r["curve_columns"][step_column(r["curve_columns"])] for r in records]
+    steps = sorted(set.intersection(*(set(xs.astype(int).tolist()) for xs in x)))
+    table = np.stack([r["curve_columns"]["eval_success_rate"][np.searchsorted(xs, steps)]
+                      for r, xs in zip(records, x)])  # (seeds, T)
     low, high = stratified_bootstrap_ci([table], iqm, REPS, CONFIDENCE, BOOT_SEED)
     return np.array(steps), iqm(table), low, high
 
@@ -117,7 +119,7 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
     all_records = [r for records in runs.values() for r in records]
     for run, records in runs.items():
         stat = final_stat(records)
-        ends = [int(r["curve_columns"]["env_steps"][-1]) for r in records]
+        ends = [int(r["curve_columns"][step_column(r["curve_columns"])][-1]) for r in records]
         walls = [float(r["curve_columns"]["wall_time_s"][-1]) for r in records]
         lines.append("| " + " | ".join([
             f"`{run}`", f"`{records[0]['agent']}`", records[0]["note"].replace("|", "/"), ", ".join(str(r["seed"]) for r in records),

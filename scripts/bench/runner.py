@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from scripts.bench.record import RECORDS, ROOT, load_average, machine, now, read_record, record_stem, versions, write_record
 from scripts.bench.study import PrepareStep, RunSpec, Study, fill
-from scripts.report import read_curve
+from scripts.report import read_curve, step_column
 
 RUNS = ROOT / "runs" / "bench"
 DONE = "DONE.json"
@@ -56,7 +56,7 @@ def replace_paths(value: Any, moves: dict[str, str]) -> Any:
 def picked_checkpoint(run_dir: Path, target: float) -> Path:
     """The checkpoint of the evaluation whose success is nearest `target` (earliest on ties, after step 0)."""
     curve = read_curve(run_dir / "metrics.csv")
-    rows = [(int(s), float(v)) for s, v in zip(curve["env_steps"], curve["eval_success_rate"]) if s > 0]
+    rows = [(int(s), float(v)) for s, v in zip(curve[step_column(curve)], curve["eval_success_rate"]) if s > 0]
     if not rows:
         raise ValueError(f"{run_dir} has no evaluation after step 0 to pick a checkpoint from")
     step, success = min(rows, key=lambda sv: (abs(sv[1] - target), sv[0]))
@@ -123,10 +123,14 @@ def prepare(study: Study, seed: int, runs_root: Path) -> tuple[dict[str, str], l
 
 
 def run_overrides(study: Study, spec: RunSpec, seed: int, values: dict[str, str]) -> list[str]:
-    """The scripts.train overrides of one (run, seed): the study's, then the run's, then budget, cadence, seed."""
-    overrides = [*BASE_OVERRIDES, progress(), f"agent={spec.agent}", f"env={spec.env}", *study.overrides,
-                 *spec.overrides, *spec.budget.overrides(), f"eval_every={spec.eval_every}", f"seed={seed}"]
-    return [fill(o, values) for o in overrides]
+    """The scripts.train overrides of one (run, seed): the study's, then the run's, then budget (in the steps the
+    agent counts: env steps online, gradient steps offline), cadence, seed."""
+    from scripts.engine import step_unit  # noqa: PLC0415
+
+    overrides = [fill(o, values) for o in [*BASE_OVERRIDES, progress(), f"agent={spec.agent}", f"env={spec.env}",
+                                           *study.overrides, *spec.overrides]]
+    unit = step_unit(compose("train", overrides))
+    return [*overrides, *spec.budget.overrides(unit), f"eval_every={spec.eval_every}", f"seed={seed}"]
 
 
 def train_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
@@ -203,7 +207,7 @@ def finish(study: Study, spec: RunSpec, seed: int, cfg: DictConfig, overrides: l
     path = write_record(stem, record, run_dir / "metrics.csv")
     curve = read_curve(run_dir / "metrics.csv")
     print(f"[{study.name}] {spec.name} seed {seed}: final success {curve['eval_success_rate'][-1]:.2f} at "
-          f"{int(curve['env_steps'][-1]):,} {spec.budget.x_label}, {curve['wall_time_s'][-1]:.0f} s -> {path}",
+          f"{int(curve[step_column(curve)][-1]):,} {spec.budget.x_label}, {curve['wall_time_s'][-1]:.0f} s -> {path}",
           flush=True)
     return path
 
@@ -283,7 +287,7 @@ def rerun(record_path: Path, out_root: Path, note: str = "") -> Path:
     x = old["budget"].get("x_label", "env steps")
     for name, rec in (("recorded", old), ("rerun", new)):
         c = rec["curve_columns"]
-        print(f"{name:>9}: final success {c['eval_success_rate'][-1]:.2f} at {int(c['env_steps'][-1]):,} {x}, "
+        print(f"{name:>9}: final success {c['eval_success_rate'][-1]:.2f} at {int(c[step_column(c)][-1]):,} {x}, "
               f"{c['wall_time_s'][-1]:.0f} s")
     print(f"record: {path}")
     return path

@@ -60,11 +60,14 @@ class Budget:
             raise StudyError(f"{where}: budget {kind}={amount!r} must be a positive number")
         return cls(kind, amount)
 
-    def overrides(self) -> list[str]:
-        """scripts.train keys for this budget (offline agents count gradient steps in total_env_steps)."""
+    def overrides(self, unit: str = "env_steps") -> list[str]:
+        """scripts.train keys for this budget, for a run that counts `unit` (env_steps, or gradient_steps offline)."""
+        total = "total_gradient_steps" if unit == "gradient_steps" else "total_env_steps"
         if self.kind == "time_limit_s":
-            return [f"time_limit_s={self.amount}", "total_env_steps=1_000_000_000"]
-        return [f"total_env_steps={int(self.amount)}"]
+            return [f"time_limit_s={self.amount}", f"{total}=1_000_000_000"]
+        if self.kind != unit:
+            raise ValueError(f"budget {self.kind}={self.amount} does not fit a run that counts {unit.replace('_', ' ')}")
+        return [f"{total}={int(self.amount)}"]
 
     @property
     def x_label(self) -> str:

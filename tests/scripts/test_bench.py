@@ -52,10 +52,10 @@ def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
     assert sorted(p.name for p in written) == ["cpl.seed0.json", "cpl.seed1.json", "sft.seed0.json", "sft.seed1.json"]
     record = read_record(records / "tiny" / "cpl.seed1.json")
     assert record["seed"] == 1 and record["agent"] == "cpl" and record["config"]["seed"] == 1
-    assert record["config"]["total_env_steps"] == 20 and record["budget"]["x_label"] == "gradient steps"
+    assert record["config"]["total_gradient_steps"] == 20 and record["budget"]["x_label"] == "gradient steps"
     assert record["prepared"][0]["name"] == "prefs" and "prefs.seed1" in record["config"]["agent"]["dataset"]
     assert record["machine"]["cores"] >= 1 and record["versions"]["torch"] and record["beside"] == "the test suite"
-    assert list(record["curve_columns"]["env_steps"]) == [0, 10, 20]
+    assert list(record["curve_columns"]["gradient_steps"]) == [0, 10, 20]  # offline: counted in gradient steps
     # a second call finds every record and trains nothing
     assert runner.run_study(study, records_root=records, runs_root=runs) == []
 
@@ -86,7 +86,7 @@ def test_a_record_round_trips_and_a_rerun_reproduces_its_curve_on_cpu(tmp_path):
     new = read_record(runner.rerun(path, tmp_path / "rerun"))
     assert new["rerun"] == str(path) and new["config"]["seed"] == 3
     assert str(tmp_path / "rerun") in new["config"]["agent"]["dataset"]  # its data re-made, not the old file
-    for column in ("env_steps", "eval_success_rate", "eval_return"):  # same seed on CPU: same metrics
+    for column in ("gradient_steps", "eval_success_rate", "eval_return"):  # same seed on CPU: same metrics
         np.testing.assert_array_equal(new["curve_columns"][column], record["curve_columns"][column])
 
 

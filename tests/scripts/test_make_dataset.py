@@ -61,7 +61,7 @@ def rows(run_dir):
 def test_offline_crl_run_resumes_after_kill_9(reach_data, tmp_path):
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "scripts.train", "agent=crl", "env=reach", f"agent.dataset={reach_data}", "agent.bc_coef=0.1",
-            f"hydra.run.dir={run_dir}", "progress=false", "device=cpu", "total_env_steps=1200", "eval_every=400",
+            f"hydra.run.dir={run_dir}", "progress=false", "device=cpu", "total_gradient_steps=1200", "eval_every=400",
             "checkpoint_every=100", "eval_episodes=4", "video_episodes=0", "agent.hidden=[32,32]", "agent.batch_size=32"]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     latest = run_dir / "checkpoints" / "latest.pt"
@@ -74,7 +74,12 @@ def test_offline_crl_run_resumes_after_kill_9(reach_data, tmp_path):
     done = subprocess.run([sys.executable, "-m", "scripts.train", f"resume={run_dir}", "progress=false"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert [int(r["env_steps"]) for r in rows(run_dir)] == [0, 400, 800, 1200]
+    assert [int(r["gradient_steps"]) for r in rows(run_dir)] == [0, 400, 800, 1200]
+    old_name = subprocess.run([sys.executable, "-m", "scripts.train", "agent=gcbc", "env=reach", f"agent.dataset={reach_data}",
+                               "total_env_steps=100", f"hydra.run.dir={tmp_path / 'y'}"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=120)
+    assert old_name.returncode == 2 and "total_env_steps does not apply: an offline run" in old_name.stderr
+    assert "set total_gradient_steps=N" in old_name.stderr
     bad = subprocess.run([sys.executable, "-m", "scripts.train", "agent=gcbc", "env=reach", f"hydra.run.dir={tmp_path / 'x'}"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "agent=gcbc needs agent.dataset=FILE" in bad.stderr

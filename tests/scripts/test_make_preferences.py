@@ -106,11 +106,11 @@ def test_cli_and_offline_cpl_run(reach_rollouts, tmp_path):
     assert bad.returncode == 2 and "error:" in bad.stderr
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["progress=false", "device=cpu", "agent=cpl", f"agent.dataset={path}",
-                                          "total_env_steps=40", "eval_every=20", "checkpoint_every=20",
+                                          "total_gradient_steps=40", "eval_every=20", "checkpoint_every=20",
                                           "eval_episodes=4", "video_episodes=1", "agent.hidden=[32,32]"])
     run_dir = train(cfg, tmp_path / "run")
     with open(run_dir / "metrics.csv", newline="") as f:
-        assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [0, 20, 40]
+        assert [int(r["gradient_steps"]) for r in csv.DictReader(f)] == [0, 20, 40]  # offline: gradient steps
     assert (run_dir / "checkpoints" / "latest.pt").exists() and (run_dir / "videos" / "eval_000000040.mp4").exists()
 
 
@@ -150,8 +150,8 @@ def test_cpl_learns_from_a_goal_dataset_on_its_env(tmp_path):
     prefs = make_preferences(prefs_config(f"rollouts={path}", "pairs=100", "segment_length=10", "gold_score=progress"))
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["progress=false", "device=cpu", "agent=cpl", f"agent.dataset={prefs}",
-                                          "total_env_steps=20", "eval_every=20", "checkpoint_every=20",
+                                          "total_gradient_steps=20", "eval_every=20", "checkpoint_every=20",
                                           "eval_episodes=4", "video_episodes=0", "agent.hidden=[32,32]"])
     run_dir = train(cfg, tmp_path / "run")  # the dataset's obs keys are reach's: CPL trains and evaluates on it
     with open(run_dir / "metrics.csv", newline="") as f:
-        assert [int(r["env_steps"]) for r in csv.DictReader(f)] == [0, 20]
+        assert [int(r["gradient_steps"]) for r in csv.DictReader(f)] == [0, 20]

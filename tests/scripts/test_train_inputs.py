@@ -64,6 +64,7 @@ def test_cli_errors_are_one_line_and_write_nothing(tmp_path):
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == "error: seed='abc' must be an integer >= 0"
     assert not (run / "config.yaml").exists() and not (run / "metrics.csv").exists()
+    assert not run.exists()  # nor the run directory Hydra made for it (no .hydra/, no empty log)
 
 
 class Tiny:
@@ -133,3 +134,10 @@ def test_every_tuned_file_names_an_agent_env_pair_and_valid_agent_options():
         cfg = config(f"agent={pairs[0][0]}", f"env={pairs[0][1]}")
         options = {k: v for k, v in OmegaConf.to_container(cfg.agent).items() if k != "name"}
         make_agent_config(pairs[0][0], options)  # raises on an unknown or out-of-range key
+
+
+def test_tuned_settings_are_announced_only_where_a_tuned_file_exists():
+    from scripts.train import tuned_file
+
+    assert tuned_file("crl_push") == CONF / "tuned" / "crl_push.yaml"
+    assert tuned_file("crl_reach") is None and tuned_file(None) is None  # Hydra names the choice for every pair
