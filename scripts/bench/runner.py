@@ -149,7 +149,7 @@ def train_run(cfg: DictConfig, run_dir: Path, overrides: list[str]) -> float:
 
 def record_of(study: Study, spec: RunSpec | None, seed: int, cfg: DictConfig, prepared: list[dict[str, Any]],
               overrides: list[str], started: str, load_before: list[float], segment_s: float,
-              note: str) -> dict[str, Any]:
+              note: str, code: dict[str, str]) -> dict[str, Any]:
     return {
         "study": {"name": study.name, "title": study.title, "description": study.description,
                   "references": list(study.references), "headline": study.headline, "file": study.raw},
@@ -159,7 +159,7 @@ def record_of(study: Study, spec: RunSpec | None, seed: int, cfg: DictConfig, pr
         "budget": {"kind": spec.budget.kind, "amount": spec.budget.amount, "text": spec.budget.text(),
                    "x_label": spec.budget.x_label} if spec else {},
         "overrides": overrides, "config": container(cfg), "prepared": prepared,
-        "versions": versions(), "machine": machine(str(cfg.device)),
+        "versions": code, "machine": machine(str(cfg.device)),
         "started": started, "finished": now(), "segment_wall_s": round(segment_s, 1),
         "load_average": {"before": load_before, "after": load_average()}, "beside": note,
         "rerun": None,
@@ -191,19 +191,19 @@ def run_study(study: Study, seeds: list[int] | None = None, only: list[str] | No
         run_dir = runs_root / study.name / f"{spec.name}.seed{seed}"
         print(f"[{study.name}] {spec.name} seed {seed}: {spec.agent} on {spec.env}, {spec.budget.text()} -> {run_dir}",
               flush=True)
-        started, load_before = now(), load_average()
+        started, load_before, code = now(), load_average(), versions()  # the code as it was when the run began
         segment_s = train_run(cfg, run_dir, overrides)
         written.append(finish(study, spec, seed, cfg, overrides, prepared, stem, run_dir, started, load_before,
-                              segment_s, note))
+                              segment_s, note, code))
     return written
 
 
 def finish(study: Study, spec: RunSpec, seed: int, cfg: DictConfig, overrides: list[str],
            prepared: list[dict[str, Any]], stem: Path, run_dir: Path, started: str, load_before: list[float],
-           segment_s: float, note: str) -> Path:
+           segment_s: float, note: str, code: dict[str, str]) -> Path:
     """Write the record of a trained run and print its final evaluation."""
     saved = OmegaConf.load(run_dir / "config.yaml")  # the run's own resolved config (a resumed run: as first saved)
-    record = record_of(study, spec, seed, saved, prepared, overrides, started, load_before, segment_s, note)
+    record = record_of(study, spec, seed, saved, prepared, overrides, started, load_before, segment_s, note, code)
     path = write_record(stem, record, run_dir / "metrics.csv")
     curve = read_curve(run_dir / "metrics.csv")
     print(f"[{study.name}] {spec.name} seed {seed}: final success {curve['eval_success_rate'][-1]:.2f} at "
@@ -219,7 +219,7 @@ def _run_on_ray(study: Study, jobs: list[tuple], runs_root: Path, note: str) -> 
     sweep_cfg = compose_sweep()
     trials = {Trial(f"{spec.name}.seed{seed}", tuple(overrides)): job
               for job in jobs for spec, seed, _, overrides, *_ in [job]}
-    started, load_before = now(), load_average()
+    started, load_before, code = now(), load_average(), versions()
     start = time.perf_counter()
     run_sweep(sweep_cfg, list(trials), runs_root / study.name)
     written = []
@@ -227,7 +227,7 @@ def _run_on_ray(study: Study, jobs: list[tuple], runs_root: Path, note: str) -> 
         run_dir = runs_root / study.name / trial.name
         if (run_dir / "metrics.csv").exists():
             written.append(finish(study, spec, seed, cfg, overrides, prepared, stem, run_dir, started, load_before,
-                                  time.perf_counter() - start, note + " (on Ray, trials side by side)"))
+                                  time.perf_counter() - start, note + " (on Ray, trials side by side)", code))
     return written
 
 
@@ -271,10 +271,10 @@ def rerun(record_path: Path, out_root: Path, note: str = "") -> Path:
     run_dir = base / f"{old['run']}.seed{old['seed']}"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    started, load_before = now(), load_average()
+    started, load_before, code = now(), load_average(), versions()
     start = time.perf_counter()
     train(cfg, run_dir)
-    record = {**old, "config": container(cfg), "prepared": prepared, "versions": versions(),
+    record = {**old, "config": container(cfg), "prepared": prepared, "versions": code,
               "machine": machine(str(cfg.device)), "started": started, "finished": now(),
               "segment_wall_s": round(time.perf_counter() - start, 1),
               "load_average": {"before": load_before, "after": load_average()}, "beside": note,
