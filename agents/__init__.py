@@ -72,7 +72,7 @@ def make_agent_config(name: str, options: dict[str, Any]) -> Any:
 
 
 # option names -> the values they accept, for every agent's config (one name per concept across agents)
-POSITIVE = ("batch_size", "buffer_size", "repr_dim", "num_steps", "num_minibatches", "update_epochs",
+POSITIVE = ("batch_size", "buffer_size", "repr_dim", "width", "num_steps", "num_minibatches", "update_epochs",
             "updates_per_step", "feature_dim", "num_filters", "num_conv_layers", "hidden_dim", "n_quantiles",
             "n_critics", "train_freq")
 NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm", "bc_coef")

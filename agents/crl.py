@@ -34,7 +34,7 @@ from torch import nn
 
 from agents.base import TensorObs, compiled_update
 from agents.goal_buffer import GoalMix, GoalReplayBuffer, buffer_from_dataset, goal_space_dims
-from agents.networks import TanhGaussianPolicy, mlp
+from agents.networks import TanhGaussianPolicy, encoder
 from agents.td_infonce import td_infonce_critic_loss, td_infonce_loss
 from envs.goal_space import GoalSpace, object_goal_space
 
@@ -51,6 +51,8 @@ class CRLConfig:
     repr_dim: int = 64
     hidden: list[int] = field(default_factory=lambda: [256, 256])
     layer_norm: bool = True
+    depth: int = 0  # 0: the flat `hidden` MLPs; 4, 8, 16, ...: residual networks of that depth (Wang et al. 2025)
+    width: int = 256  # width of the residual networks (depth > 0)
     energy: str = "norm"  # dot: phi.psi | l2: -|phi-psi|^2 | norm: -|phi-psi|
     contrastive_loss: str = "symmetric"  # Monte-Carlo InfoNCE directions, or td_infonce (Zheng et al. 2024)
     logsumexp_penalty: float = 0.1
@@ -74,6 +76,8 @@ class CRLConfig:
     compile: bool = False  # torch.compile the update (losses, backward, optimizer steps)
 
     def __post_init__(self) -> None:
+        if self.depth < 0 or self.depth % 4:
+            raise ValueError(f"depth={self.depth} must be 0 (flat MLPs) or a positive multiple of 4 (residual blocks)")
         for name in ("actor_random_goals", "actor_command_goals", "goal_motion_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1]")
@@ -123,8 +127,8 @@ class ContrastiveCritic(nn.Module):
 
     def __init__(self, obs_dim: int, action_dim: int, goal_dim: int, cfg: CRLConfig) -> None:
         super().__init__()
-        self.sa_encoder = mlp(obs_dim + action_dim, cfg.hidden, cfg.repr_dim, cfg.layer_norm)
-        self.goal_encoder = mlp(goal_dim, cfg.hidden, cfg.repr_dim, cfg.layer_norm)
+        self.sa_encoder = encoder(obs_dim + action_dim, cfg.repr_dim, cfg.hidden, cfg.layer_norm, cfg.depth, cfg.width)
+        self.goal_encoder = encoder(goal_dim, cfg.repr_dim, cfg.hidden, cfg.layer_norm, cfg.depth, cfg.width)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor, goal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """obs (B, S), action (B, A), goal (B, G) -> phi (B, D), psi (B, D)."""
@@ -154,7 +158,8 @@ class CRLAgent:
         critic_obs_dim = obs_dim + goal_dim if self.td else obs_dim
         self.critic = ContrastiveCritic(critic_obs_dim, self.action_dim, goal_dim, cfg).to(device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False) if self.td else None
-        self.actor = TanhGaussianPolicy(obs_dim + goal_dim, self.action_dim, cfg.hidden, cfg.layer_norm).to(device)
+        self.actor = TanhGaussianPolicy(obs_dim + goal_dim, self.action_dim, cfg.hidden, cfg.layer_norm, cfg.depth,
+                                        cfg.width).to(device)
         self.log_alpha = torch.tensor(float(np.log(cfg.init_alpha)), device=device, requires_grad=True)
         self.target_entropy = -float(self.action_dim) if cfg.target_entropy is None else cfg.target_entropy
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, fused=True)

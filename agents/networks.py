@@ -1,5 +1,5 @@
-"""Networks shared by the agents: MLPs, the tanh-squashed Gaussian policy, and the two weight initialisations
-(CleanRL's for PPO, SAC-AE / CURL's for pixel encoders)."""
+"""Networks shared by the agents: MLPs, residual MLPs for depth (Wang et al. 2025), the tanh-squashed Gaussian
+policy, and the two weight initialisations (CleanRL's for PPO, SAC-AE / CURL's for pixel encoders)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,38 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, layer_norm: bool = False, 
         in_dim = width
     layers.append(nn.Linear(in_dim, out_dim))
     return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """Four (Linear -> LayerNorm -> Swish) layers of one width with an identity skip around them: the block of
+    "1000 Layer Networks for Self-Supervised RL" (Wang et al. 2025), which keeps gradients alive through depth."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*[m for _ in range(4) for m in (nn.Linear(width, width), nn.LayerNorm(width), nn.SiLU())])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, width) -> (B, width)."""
+        return x + self.layers(x)
+
+
+def residual_mlp(in_dim: int, width: int, depth: int, out_dim: int) -> nn.Sequential:
+    """Wang et al. 2025's network: Linear -> LayerNorm -> Swish into `width`, `depth` // 4 residual blocks, a Linear
+    out. `depth` (4, 8, 16, ...) counts the layers inside the blocks, as the paper does. Weights keep PyTorch's
+    default (LeCun-uniform, the paper's variance_scaling(1/3, fan_in, uniform)); biases start at zero as there."""
+    if depth < 4 or depth % 4:
+        raise ValueError(f"depth={depth} must be a positive multiple of 4 (residual blocks of four layers)")
+    net = nn.Sequential(nn.Linear(in_dim, width), nn.LayerNorm(width), nn.SiLU(),
+                        *[ResidualBlock(width) for _ in range(depth // 4)], nn.Linear(width, out_dim))
+    for module in net.modules():
+        if isinstance(module, nn.Linear):
+            nn.init.zeros_(module.bias)
+    return net
+
+
+def encoder(in_dim: int, out_dim: int, hidden: list[int], layer_norm: bool, depth: int = 0, width: int = 256) -> nn.Sequential:
+    """The flat `mlp` over `hidden` when `depth` is 0, else `residual_mlp(in_dim, width, depth, out_dim)`."""
+    return residual_mlp(in_dim, width, depth, out_dim) if depth else mlp(in_dim, hidden, out_dim, layer_norm)
 
 
 def orthogonal_init(net: nn.Sequential, out_gain: float) -> nn.Sequential:
@@ -52,9 +84,10 @@ class TanhGaussianPolicy(nn.Module):
 
     LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
-    def __init__(self, in_dim: int, action_dim: int, hidden: list[int], layer_norm: bool = False) -> None:
+    def __init__(self, in_dim: int, action_dim: int, hidden: list[int], layer_norm: bool = False, depth: int = 0,
+                 width: int = 256) -> None:
         super().__init__()
-        self.net = mlp(in_dim, hidden, 2 * action_dim, layer_norm)
+        self.net = encoder(in_dim, 2 * action_dim, hidden, layer_norm, depth, width)  # depth > 0: residual
 
     def forward(self, x: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, in_dim) -> action (B, A) in [-1, 1] and its log-probability (B,)."""
