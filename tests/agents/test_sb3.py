@@ -124,12 +124,14 @@ def test_a_run_stopped_by_its_time_limit_ends_with_an_evaluation_and_a_checkpoin
     assert torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)["env_steps"] == last
 
 
-def test_her_relabels_with_future_goals_of_the_same_episode_and_the_envs_compute_reward(monkeypatch):
+@pytest.mark.parametrize("env_id, kwargs", [("crlab/Reach-v0", {}), ("crlab/Push-v0", {"goal_space": "push_behind"})])
+def test_her_relabels_with_future_goals_of_the_same_episode_and_the_envs_compute_reward(monkeypatch, env_id, kwargs):
     """HER's buffer (SB3's constructor path): a relabelled goal is an achieved goal of a later step of the transition's
-    own episode ("future", 4 goals), and every sampled reward is the env's vectorized compute_reward on it."""
+    own episode ("future", 4 goals), and every sampled reward is the env's vectorized compute_reward on it; on Push in
+    the push_behind goal space the goals are extended (block, pusher) and the reward reads the block part only."""
     from stable_baselines3.her import GoalSelectionStrategy
 
-    env = gymnasium.make_vec("crlab/Reach-v0", num_envs=2, max_episode_steps=10)
+    env = gymnasium.make_vec(env_id, num_envs=2, max_episode_steps=10, **kwargs)
     goal_reward = type(env.unwrapped).compute_reward.fget(env.unwrapped)  # the vectorized reward of the env
     calls = []  # achieved-goal batch shapes that HER hands it (through SB3VecEnv.env_method)
 
