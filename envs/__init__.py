@@ -94,4 +94,7 @@ for _task in ("bin-picking-v3", "button-press-topdown-v3", "door-open-v3", "draw
 _register_suite_env("crlab/OGBenchCubeSingle-v0", "ogbench_manip", "OGBenchCube", 200)
 _register_suite_env("crlab/OGBenchCubeDouble-v0", "ogbench_manip", "OGBenchCube", 500, cubes=2)
 _register_suite_env("crlab/OGBenchScene-v0", "ogbench_manip", "OGBenchScene", 750)
+# OGBench's PointMaze medium and large (envs/ogbench_maze.py): its locomaze tasks, for its navigate / stitch datasets
+_register_suite_env("crlab/OGBenchPointMaze-Medium-v0", "ogbench_maze", "OGBenchPointMaze", 1000, maze="medium")
+_register_suite_env("crlab/OGBenchPointMaze-Large-v0", "ogbench_maze", "OGBenchPointMaze", 1000, maze="large")
 del _task, _maze, _steps

@@ -7,7 +7,9 @@ and `agent=gcbc agent.dataset=PATH`.
 `random` takes uniform actions. Episodes run to the env config's `max_episode_steps`; each copy's episode is
 written whole once it ends. On `env=ogbench_cube_single`, `env=ogbench_cube_double` and `env=ogbench_scene`, `noisy`
 and `play` (or `oracle`) follow OGBench's own collection protocol with its oracles (envs/ogbench_manip.py: 1001-step
-episodes, new targets as each is reached).
+episodes, new targets as each is reached). On `env=ogbench_pointmaze_medium` and `env=ogbench_pointmaze_large`,
+`navigate` and `stitch` are OGBench's locomaze protocols with its BFS oracle (envs/ogbench_maze.py: 1001-step
+episodes toward random goals / 201-step episodes to a cell 4 steps away; `noise`, 0.5 by default, is OGBench's).
 """
 
 from __future__ import annotations
@@ -25,22 +27,32 @@ import envs  # noqa: F401  (registers crlab/ envs)
 from agents.goal_dataset import STEP_FIELDS, save_goal_dataset
 from envs.batched import true_next_obs
 from envs.ogbench_manip import OGBENCH_ENVS, collect_ogbench
+from envs.ogbench_maze import LOCOMAZE_ENVS, PROTOCOLS, collect_locomaze
 from envs.scripted import noisy_policy, random_policy, scripted_policy
 from scripts.cli import start, user_errors
 
 POLICIES = ("oracle", "noisy", "random", "play")  # play: OGBench's plan oracles (OGBench's envs only)
 OGBENCH_KINDS = {"noisy": "noisy", "play": "play", "oracle": "play"}  # OGBench's own collection per policy
+LOCOMAZE_POLICIES = tuple(PROTOCOLS)  # navigate | stitch: OGBench's locomaze protocols (its PointMaze envs only)
 
 
 def collect(env_cfg: DictConfig, policy_name: str, noise: float, episodes: int, num_envs: int, seed: int,
             progress: bool = False) -> dict[str, np.ndarray]:
     """`episodes` whole episodes of the policy in `num_envs` copies of the env of `env_cfg`, as STEP_FIELDS arrays."""
-    if policy_name not in POLICIES:
-        raise ValueError(f"policy={policy_name!r} is not one of {list(POLICIES)}")
+    if policy_name not in POLICIES + LOCOMAZE_POLICIES:
+        raise ValueError(f"policy={policy_name!r} is not one of {list(POLICIES)} (OGBench's mazes: "
+                         f"{' | '.join(LOCOMAZE_POLICIES)})")
     if not noise >= 0:
         raise ValueError(f"noise={noise} must be >= 0")
     if episodes < 1 or num_envs < 1:
         raise ValueError(f"episodes={episodes} and num_envs={num_envs} must be >= 1")
+    if env_cfg.id in LOCOMAZE_ENVS or policy_name in LOCOMAZE_POLICIES:  # OGBench's locomaze protocols, BFS oracle
+        if env_cfg.id not in LOCOMAZE_ENVS or policy_name not in LOCOMAZE_POLICIES:
+            raise ValueError(f"policy={' | '.join(LOCOMAZE_POLICIES)} are OGBench's locomaze protocols, the only ones on "
+                             f"env=ogbench_pointmaze_medium | ogbench_pointmaze_large (got env={env_cfg.name} "
+                             f"policy={policy_name})")
+        return collect_locomaze(policy_name, episodes, seed, name=LOCOMAZE_ENVS[env_cfg.id], noise=noise,
+                                progress=progress)
     if env_cfg.id in OGBENCH_ENVS and policy_name in OGBENCH_KINDS:  # OGBench's protocol, its oracles
         return collect_ogbench(OGBENCH_KINDS[policy_name], episodes, seed, name=OGBENCH_ENVS[env_cfg.id][0],
                                progress=progress)
