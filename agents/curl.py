@@ -111,6 +111,7 @@ class Actor(nn.Module):
         self.policy = TanhGaussianPolicy(cfg.feature_dim, action_dim, cfg.hidden)
 
     def forward(self, conv_features: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Conv features (B, D_conv) -> actions (B, A) in [-1, 1] and their log-probabilities (B,)."""
         return self.policy(self.head(conv_features), deterministic)
 
 

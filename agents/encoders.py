@@ -93,6 +93,7 @@ class ConvTrunk(nn.Module):
         self.bf16 = precision == "bf16"
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, S, S), uint8 or float in [0, 255] -> flat features (B, out_dim)."""
         layout = torch.channels_last if self.channels_last else torch.contiguous_format
         x = images.contiguous(memory_format=layout).float() / 255.0  # reordered while still uint8: 4x fewer bytes
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):
@@ -109,6 +110,7 @@ class FeatureHead(nn.Module):
         self.norm = nn.LayerNorm(feature_dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Conv features (B, D) -> features (B, feature_dim) in [-1, 1]."""
         return torch.tanh(self.norm(self.linear(x)))
 
 
@@ -124,5 +126,6 @@ class PixelEncoder(nn.Module):
         self.feature_dim = feature_dim
 
     def forward(self, images: torch.Tensor, detach_conv: bool = False) -> torch.Tensor:
+        """Images (B, C, S, S) -> features (B, feature_dim); `detach_conv` stops gradients into the conv layers."""
         h = self.conv(images)
         return self.head(h.detach() if detach_conv else h)

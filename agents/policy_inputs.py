@@ -33,6 +33,7 @@ def context_text(text: str, option_lines: list[str]) -> str:
 
 
 def is_image(space: spaces.Space) -> bool:
+    """Whether `space` is a uint8 channels-first image Box (or a Dict with a `pixels` entry)."""
     return pixel_shape(space) is not None
 
 
@@ -65,6 +66,7 @@ class RunningMeanStd(nn.Module):
         self.count.copy_(total)
 
     def normalize(self, x: torch.Tensor, clip: float) -> torch.Tensor:
+        """`x` (B, D) standardised by the running statistics and clipped to [-clip, clip]."""
         return ((x - self.mean) / (self.var + 1e-8).sqrt()).clamp(-clip, clip)
 
 
@@ -168,6 +170,7 @@ class PolicyInputs(nn.Module):
         return out
 
     def forward(self, obs: TensorObs) -> dict[str, torch.Tensor]:
+        """A batched observation (leaves (N, ...)) -> the policy's named inputs, standardised (module doc)."""
         return self.normalize(self.raw(obs))
 
     def option_lines(self, options: str) -> list[str]:

@@ -210,6 +210,7 @@ class BatchedEnv(gymnasium.Env):
         self.action_space = task.action_space
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Obs, dict]:
+        """Start a new episode (seeding the task's generator when `seed` is given); the first observation and {}."""
         super().reset(seed=seed)
         if seed is not None:
             self.task.seed(seed)
@@ -217,6 +218,8 @@ class BatchedEnv(gymnasium.Env):
         return _index(self.task.observe(), 0), {}
 
     def step(self, action: np.ndarray) -> tuple[Obs, float, bool, bool, dict]:
+        """One step of `action` (*action_shape), checked first (`check_actions`): observation, reward, terminated,
+        truncated (always False: time limits are the registered `max_episode_steps`' wrapper's) and info."""
         if np.shape(action) != self.action_space.shape:
             raise ValueError(f"action has shape {np.shape(action)}; this env takes {self.action_space.shape}")
         reward, terminated, info = self.task.step(check_actions(np.asarray(action)[None], 1, self.action_space))
@@ -229,6 +232,7 @@ class BatchedEnv(gymnasium.Env):
         )
 
     def render(self) -> np.ndarray | None:
+        """The (H, W, 3) uint8 frame of the current state with `render_mode="rgb_array"`, else None."""
         return self.task.render(0) if self.render_mode == "rgb_array" else None
 
     def describe(self) -> str:
@@ -300,6 +304,8 @@ class BatchedVectorEnv(VectorEnv):
         self.final_views = self.final_views | frozenset(views)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Obs, dict]:
+        """Start a new episode in every copy (copy i seeded `seed + i` when `seed` is given); observations (N, ...)
+        and {}."""
         if seed is not None:
             self._np_random_seed = seed
             self.task.seed(seed)
@@ -309,6 +315,9 @@ class BatchedVectorEnv(VectorEnv):
         return self.task.observe(), {}
 
     def step(self, actions: np.ndarray) -> tuple[Obs, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step every copy with `actions` (N, *action_shape), checked first (`check_actions`): observations
+        (N, ...), rewards (N,), terminated (N,), truncated (N,) (at `max_episode_steps`) and info, with the ended
+        copies autoreset as the class doc describes."""
         reward, terminated, info = self.task.step(check_actions(actions, self.num_envs, self.single_action_space))
         self.elapsed_steps += 1
         truncated = np.zeros(self.num_envs, dtype=bool)
@@ -357,6 +366,7 @@ class BatchedVectorEnv(VectorEnv):
         return out
 
     def render(self) -> tuple[np.ndarray, ...] | None:
+        """One (H, W, 3) uint8 frame per copy with `render_mode="rgb_array"`, else None."""
         if self.render_mode != "rgb_array":
             return None
         return tuple(self.task.render(i) for i in range(self.num_envs))

@@ -2,7 +2,7 @@
 
 `crlab/PointMaze-{UMaze,Medium,Large}-v0` wrap `PointMaze_*-v3` (a force-driven ball, actions (2,), observation
 (4,) = position and velocity); `crlab/AntMaze-UMaze-v0` wraps `AntMaze_UMaze-v5` (a quadruped, actions (8,),
-observation (27,)). GoalEnv dict observations; the goal is an xy position, success within 0.45 of it; rewards and
+observation (105,)). GoalEnv dict observations; the goal is an xy position, success within 0.45 of it; rewards and
 episode ends are gymnasium-robotics' own (`reward_type` sparse: 1 at the goal, dense: exp(-distance);
 `continuing_task`, `reset_target` pass through). Goal images show the agent at the goal, seen from above.
 """

@@ -43,6 +43,7 @@ class RolloutRecorder(gymnasium.Wrapper):
         self._obs: Any = None
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict]:
+        """Reset the env and start a new recorded episode."""
         obs, info = self.env.reset(**kwargs)
         self.episode += 1
         self.t = 0
@@ -50,6 +51,8 @@ class RolloutRecorder(gymnasium.Wrapper):
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """Step the env and keep the transition: the frame and `describe()` text after the step, both
+        observations, the action, the env's reward and the episode flags (one row of the rollout layout)."""
         obs, reward, terminated, truncated, info = self.env.step(action)
         describe = getattr(self.env.unwrapped, "describe", None)
         self.rows.append(
@@ -73,6 +76,7 @@ class RolloutRecorder(gymnasium.Wrapper):
 
     @property
     def num_frames(self) -> int:
+        """Transitions recorded since the last `save`."""
         return len(self.rows)
 
     def save(self, stem: str | Path) -> tuple[Path, Path]:

@@ -71,6 +71,7 @@ class TextGameTask(BatchedTask):
         """Best action of one copy under the hidden ground-truth reward."""
 
     def render(self, copy: int) -> np.ndarray:
+        """(360, 480, 3) uint8 frame of one copy's whole prompt, drawn as text."""
         return draw_text(self.text(copy))
 
 

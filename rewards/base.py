@@ -47,8 +47,8 @@ def batch_to_tensors(batch: Batch, device: torch.device | str) -> Batch:
 
 
 def flatten_obs(obs: TensorObs, lead_ndim: int | None = None) -> torch.Tensor:
-    """Observation with leaves (*lead, *shape_k) -> (*lead, sum prod(shape_k)), leaves concatenated in sorted key
-    order. lead_ndim None: every leaf is a vector (*lead, d_k)."""
+    """Observation with leaves `(*lead, *shape_k)` -> `(*lead, sum_k prod(shape_k))`, leaves concatenated in sorted
+    key order. `lead_ndim` None: every leaf is a vector `(*lead, d_k)`."""
     leaves = [obs[k] for k in sorted(obs)] if isinstance(obs, dict) else [obs]
     if lead_ndim is not None:
         leaves = [x.flatten(lead_ndim) if x.ndim > lead_ndim else x[..., None] for x in leaves]

@@ -135,6 +135,7 @@ class OnlinePreferenceLearning:
 
     @property
     def num_labels(self) -> int:
+        """Labels collected so far, over all feedback sessions."""
         return 0 if self.labelled is None else len(self.labelled[2])
 
     def record(self, batch: dict[str, Any], gt_reward: np.ndarray, done: np.ndarray) -> None:

@@ -51,7 +51,7 @@ def preference_accuracy(return_a: torch.Tensor, return_b: torch.Tensor, label: t
 
 
 class RewardMLP(nn.Module):
-    """r̂: features (*lead, in_dim) -> (*lead,)."""
+    """r̂: features `(*lead, in_dim)` -> rewards `(*lead,)`, an MLP of `num_layers` hidden layers."""
 
     def __init__(self, in_dim: int, hidden_dim: int, num_layers: int) -> None:
         super().__init__()
@@ -116,6 +116,7 @@ class PreferenceRewardModel(LearnedRewardModule):
         return cls(gymnasium.spaces.flatdim(observation_space), gymnasium.spaces.flatdim(action_space), **kwargs)
 
     def config(self) -> dict[str, Any]:
+        """Constructor arguments, stored beside the weights by `save` (`from_file` rebuilds the model from them)."""
         return {
             "obs_dim": self.obs_dim,
             "action_dim": self.action_dim,
@@ -131,6 +132,7 @@ class PreferenceRewardModel(LearnedRewardModule):
 
     @property
     def reads(self) -> frozenset[str]:
+        """The batch keys the model reads: `obs` and `action` for r̂(s, a), `next_obs` for r̂(s')."""
         return frozenset({"obs", "action"} if self.input == "obs_action" else {"next_obs"})
 
     # --- rewards ---------------------------------------------------------------------------------------------

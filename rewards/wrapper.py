@@ -57,12 +57,14 @@ class RewardWrapper(gymnasium.Wrapper):
         return state
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        """Reset the env, remembering the first observation (and frame / text when the module needs them)."""
         obs, info = self.env.reset(seed=seed, options=options)
         self._obs = obs
         self._state = self._observe_state()
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, float, bool, bool, dict]:
+        """Step the env; the reward is the module's for this transition, the env's own is in info["gt_reward"]."""
         obs, gt_reward, terminated, truncated, info = self.env.step(action)
         state = self._observe_state()
         batch = {
@@ -84,7 +86,8 @@ class TransitionObserver(Protocol):
 
     needs: frozenset[str]
 
-    def record(self, batch: dict[str, Any], gt_reward: np.ndarray, done: np.ndarray) -> None: ...
+    def record(self, batch: dict[str, Any], gt_reward: np.ndarray, done: np.ndarray) -> None:
+        """See one transition batch with the env's rewards (N,) and episode ends (N,)."""
 
 
 class VectorRewardWrapper(VectorWrapper):
@@ -120,12 +123,15 @@ class VectorRewardWrapper(VectorWrapper):
         return state
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[Any, dict]:
+        """Reset every copy, remembering the observations (and frames / texts when the module needs them)."""
         obs, info = self.env.reset(seed=seed, options=options)
         self._obs = obs
         self._state = self._observe_state()
         return obs, info
 
     def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict]:
+        """Step every copy; rewards (N,) are the module's for these transitions (the true last observation for
+        ended copies), the env's own (N,) are in info["gt_reward"], and the observer sees the batch."""
         obs, gt_reward, terminated, truncated, info = self.env.step(actions)
         state = self._observe_state()  # for ended copies: the next episode's start, i.e. the next step's s
         batch = {
