@@ -1,6 +1,7 @@
 """Offline goal-conditioned datasets: `python -m scripts.make_dataset env=NAME policy=oracle|noisy|random
 episodes=N [noise=0.5] [out=PATH]`, written in the agents.goal_dataset layout for `agent=crl agent.dataset=PATH`
-and `agent=gcbc agent.dataset=PATH`.
+and `agent=gcbc agent.dataset=PATH`; `out=minari:ID` writes Minari's format instead, the local Minari dataset ID
+(agents/minari_dataset.py) that `agent.dataset=minari:ID` reads.
 
 `oracle` is the env's scripted policy (envs/scripted.py), `noisy` the same with N(0, noise²) added to every action
 (clipped), the kind of data OGBench's "noisy" datasets and Stabilizing CRL's scripted-plus-noise data are;
@@ -14,6 +15,7 @@ episodes toward random goals / 201-step episodes to a cell 4 steps away; `noise`
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from tqdm import tqdm
 
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents.goal_dataset import STEP_FIELDS, save_goal_dataset
+from agents.minari_dataset import minari_id, new_dataset_folder, save_minari_goal_dataset
 from envs.batched import true_next_obs
 from envs.ogbench_manip import OGBENCH_ENVS, collect_ogbench
 from envs.ogbench_maze import LOCOMAZE_ENVS, PROTOCOLS, collect_locomaze
@@ -100,13 +103,28 @@ def collect(env_cfg: DictConfig, policy_name: str, noise: float, episodes: int, 
     return {k: np.stack([r[k] for r in finished]) for k in STEP_FIELDS}
 
 
+def env_spec_of(env_cfg: DictConfig) -> gymnasium.envs.registration.EnvSpec | None:
+    """The registered spec of the env config's id with the config's kwargs and episode length (None if unregistered)."""
+    if env_cfg.id not in gymnasium.registry:
+        return None
+    spec = gymnasium.spec(env_cfg.id)
+    kwargs = OmegaConf.to_container(env_cfg.kwargs, resolve=True)
+    return dataclasses.replace(spec, kwargs={**spec.kwargs, **kwargs}, max_episode_steps=env_cfg.max_episode_steps)
+
+
 def make_dataset(cfg: DictConfig) -> Path:
-    """Collect `cfg.episodes` episodes of `cfg.policy` on `cfg.env` and write them as a goal dataset; returns its path."""
+    """Collect `cfg.episodes` episodes of `cfg.policy` on `cfg.env` and write them as a goal dataset (`out=minari:ID`:
+    a local Minari dataset); returns its path (a Minari dataset's folder)."""
+    dataset_id = minari_id(cfg.out) if cfg.out else None
+    if dataset_id is not None:
+        new_dataset_folder(dataset_id)  # a malformed or taken id is refused before collecting
     steps = collect(cfg.env, cfg.policy, cfg.noise, cfg.episodes, cfg.num_envs, cfg.seed, cfg.progress)
-    out = Path(cfg.out) if cfg.out else Path("data") / f"{cfg.env.name}_{cfg.policy}.npz"
-    path = save_goal_dataset(out, steps, env_id=cfg.env.id, policy=cfg.policy, noise=float(cfg.noise),
-                             seed=int(cfg.seed), episodes=int(cfg.episodes))
-    print(f"dataset: {path} ({len(steps['actions']):,} steps, {cfg.episodes} episodes)")
+    meta = dict(env_id=cfg.env.id, policy=cfg.policy, noise=float(cfg.noise), seed=int(cfg.seed), episodes=int(cfg.episodes))
+    if dataset_id is not None:
+        path = save_minari_goal_dataset(dataset_id, steps, env_spec_of(cfg.env), **meta)
+    else:
+        path = save_goal_dataset(Path(cfg.out) if cfg.out else Path("data") / f"{cfg.env.name}_{cfg.policy}.npz", steps, **meta)
+    print(f"dataset: {cfg.out if dataset_id else path} ({len(steps['actions']):,} steps, {cfg.episodes} episodes)")
     return path
 
 

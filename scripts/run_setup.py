@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 import envs  # noqa: F401  (registers crlab/ envs)
 from agents import dataset_format, make_agent
 from agents.base import RelabelsRewards, UsesGoalSpace
-from agents.goal_dataset import load_goal_dataset
+from agents.minari_dataset import read_goal_dataset
 from agents.preference_dataset import load_preference_dataset
 from envs.goal_space import goal_space_of
 from rewards.from_config import feedback_from_config, reward_from_config
@@ -100,7 +100,7 @@ class Built:
                 env.close()
 
 
-DATASET_LOADERS = {"goal": load_goal_dataset, "preferences": load_preference_dataset}
+DATASET_LOADERS = {"goal": read_goal_dataset, "preferences": load_preference_dataset}  # goal: FILE or minari:ID
 DATASET_MAKERS = {"goal": "python -m scripts.make_dataset", "preferences": "python -m scripts.make_preferences"}
 
 
