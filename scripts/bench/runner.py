@@ -68,8 +68,10 @@ def picked_checkpoint(run_dir: Path, target: float) -> Path:
     return path
 
 
-def execute_step(kind: str, cfg: DictConfig, step_dir: Path, pick_success: float | None) -> dict[str, str]:
-    """Make what a prepare step makes; returns its placeholder values ({"": output, "checkpoint": ...})."""
+def execute_step(kind: str, cfg: DictConfig, step_dir: Path, pick_success: float | None,
+                 overrides: list[str] = ()) -> dict[str, str]:
+    """Make what a prepare step makes; returns its placeholder values ({"": output, "checkpoint": ...}). A `train`
+    step's `overrides` are checked as scripts.train checks a command line's (e.g. a step count in the wrong unit)."""
     step_dir.mkdir(parents=True, exist_ok=True)
     if kind == "make_dataset":
         from scripts.make_dataset import make_dataset  # noqa: PLC0415
@@ -81,7 +83,7 @@ def execute_step(kind: str, cfg: DictConfig, step_dir: Path, pick_success: float
         return {"": str(make_preferences(cfg))}
     from scripts.engine import train  # noqa: PLC0415
 
-    train(cfg, step_dir)
+    train(cfg, step_dir, list(overrides))
     checkpoint = (picked_checkpoint(step_dir, pick_success) if pick_success is not None
                   else step_dir / "checkpoints" / "latest.pt")
     return {"": str(step_dir), "checkpoint": str(checkpoint)}
@@ -112,7 +114,8 @@ def prepare(study: Study, seed: int, runs_root: Path) -> tuple[dict[str, str], l
             print(f"[{study.name}] preparing {step.name} ({step.kind}) in {step_dir} ...", flush=True)
             cfg = step_config(step, values, step_dir)
             start = time.perf_counter()
-            outputs = execute_step(step.kind, cfg, step_dir, step.pick_success)
+            outputs = execute_step(step.kind, cfg, step_dir, step.pick_success,
+                                   [fill(o, {**values, "dir": str(step_dir)}) for o in step.overrides])
             saved = {"name": step.name, "kind": step.kind, "dir": str(step_dir), "config": container(cfg),
                      "pick_success": step.pick_success, "outputs": outputs, "wall_s": time.perf_counter() - start}
             done.write_text(json.dumps(saved, indent=1))

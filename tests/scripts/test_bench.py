@@ -166,3 +166,17 @@ def test_gpu_bench_measures_ppo_on_cpu():
 def test_gpu_bench_measures_offline_cpl_updates_on_cpu():
     result = measure("cpl", ["cpl:agent.hidden=[16]"], "cpu", seconds=0.5, warmup_s=0.2, seed=0)
     assert result["updates_per_s"] > 0 and result["seconds"] >= 0.5 and result["env_steps_per_s"] != result["env_steps_per_s"]
+
+
+def test_a_prepare_step_in_the_wrong_step_unit_is_refused(tmp_path):
+    """A study's `train` prepare step is checked as a command line is: an offline policy given total_env_steps would
+    otherwise train the default number of gradient steps."""
+    text = TINY.replace('''runs:
+  cpl:''', '''  policy:
+    kind: train
+    overrides: [agent=cpl, env=reach, "agent.dataset={{prefs}}", total_env_steps=10, "seed={{seed}}"]
+runs:
+  cpl:''')
+    study = load_study(write_study(tmp_path, text))
+    with pytest.raises(ValueError, match="total_env_steps does not apply: an offline run"):
+        runner.run_study(study, seeds=[0], records_root=tmp_path / "records", runs_root=tmp_path / "runs")
