@@ -58,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
 
             study = load_study(args.study)
             for spec in study.runs.values():  # bad agent / env / key names: one line before any work
-                check_overrides(CONF_DIR, "train", [f"agent={spec.agent}", f"env={spec.env}", *study.overrides,
-                                                    *[o for o in spec.overrides if "{{" not in o]])
+                plain = [o for o in (*study.overrides, *spec.overrides) if "{{" not in o]  # placeholders: made later
+                check_overrides(CONF_DIR, "train", [f"agent={spec.agent}", f"env={spec.env}", *plain])
             written = runner.run_study(study, args.seeds, args.only, records_root=args.records or RECORDS,
                                        runs_root=args.runs or runner.RUNS, note=args.beside, use_ray=args.ray)
             print(f"{len(written)} record(s) written; pages: python -m scripts.bench report")

@@ -119,6 +119,9 @@ def test_the_cli_refuses_an_unknown_study_or_run_before_any_work(tmp_path):
     out = subprocess.run([sys.executable, "-m", "scripts.bench", "run", "no_such_study"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "unknown study 'no_such_study'; known:" in out.stderr and "push" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "scripts.bench", "run", str(write_study(tmp_path)), "--only", "ppo",
+                          "--runs", str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "--only ppo: not a run of tiny" in out.stderr  # placeholders pass the check
     out = subprocess.run([sys.executable, "-m", "scripts.bench", "run", "push", "--only", "ppo", "--runs",
                           str(tmp_path / "runs")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "--only ppo: not a run of push" in out.stderr
