@@ -23,7 +23,31 @@ def sb3_log_folder(tmp_path_factory):
     os.environ["SB3_LOGDIR"] = str(tmp_path_factory.mktemp("sb3"))
 
 
+# The quick loop, `pytest -m "not slow"`, leaves out what trains through the run engine, starts subprocesses or
+# walks every env id: these files whole, and the single tests below (each a few seconds or more).
+SLOW_FILES = {
+    "envs/test_boundaries.py", "envs/test_dmc.py", "envs/test_mjx_reach.py", "envs/test_ogbench_manip.py",
+    "envs/test_suites.py", "agents/test_compile.py", "scripts/test_eval_rewards.py", "scripts/test_make_dataset.py",
+    "scripts/test_make_dataset_locomaze.py", "scripts/test_make_preferences.py", "scripts/test_record.py",
+    "scripts/test_refused_inputs.py", "scripts/test_sweep.py", "scripts/test_train.py", "scripts/test_train_reward.py",
+    "test_docs.py",
+}
+SLOW_TESTS = {
+    "test_cli_errors_are_one_line_and_write_nothing", "test_the_cli_refuses_an_unknown_study_or_run_before_any_work",
+    "test_a_tiny_study_runs_end_to_end_writes_records_and_its_report", "test_learns_a_pixel_bandit",
+    "test_contrastive_accuracy_rises_on_a_fixed_batch", "test_sb3_sac_her_runs", "test_short_run_writes_the_run_artifacts",
+    "test_a_run_stopped_by_its_time_limit_ends_with_an_evaluation_and_a_checkpoint", "test_sb3_ppo_learns_the_negotiation_game",
+    "test_cli_reward_file_errors_are_one_line_exit_2", "test_learns_reach_dense_reward_online",
+    "test_online_preference_run_relabels_the_replay_buffer_each_session",
+    "test_tiny_run_saves_a_checkpoint_that_loads_as_a_clip_reward", "test_report_cli",
+}
+
+
 def pytest_collection_modifyitems(config, items):
-    """The MuJoCo XLA tests start JAX, whose thread pools make every later os.fork() (the CLI tests' subprocesses)
-    unsafe: run them last."""
+    """Mark the slow tests (above); and run the MuJoCo XLA tests last: they start JAX, whose thread pools make every
+    later os.fork() (the CLI tests' subprocesses) unsafe."""
+    tests = os.path.dirname(os.path.abspath(__file__))
+    for item in items:
+        if os.path.relpath(str(item.path), tests) in SLOW_FILES or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
     items.sort(key=lambda item: "test_mjx_reach" in item.nodeid)
