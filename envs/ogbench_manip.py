@@ -87,7 +87,19 @@ def _ogbench_env(name: str, mode: str, **kwargs: Any) -> gymnasium.Env:
     return env
 
 
-class OGBenchCubeTask(SuiteTask):
+class TaskGoalStep:
+    """OGBench tasks as goal envs: after each step every copy's observation is converted with its own task's goal,
+    and the reward is the goal-env reward (0 / -1) that compute_reward gives for the same goals."""
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        _, terminated, info = super().step(actions)
+        for i, result in enumerate(self._results):  # each copy's desired goal is its own task's
+            self._obs[i] = self.convert_obs(result[0], i)
+        obs = self.observe()  # the goal-env reward (0 / -1), as compute_reward gives it for the same goals
+        return self.compute_reward(obs["achieved_goal"], obs["desired_goal"], None), terminated, info
+
+
+class OGBenchCubeTask(TaskGoalStep, SuiteTask):
     """N copies of OGBench's cube-single (`cubes=1`) or cube-double (`cubes=2`) in task mode, with goal-env
     observations."""
 
@@ -129,13 +141,6 @@ class OGBenchCubeTask(SuiteTask):
         against: cube i's goal, whatever order the task permuted the cubes into)."""
         targets = np.asarray([env._data.mocap_pos[env._cube_target_mocap_ids[i]] for i in range(self.cubes)])
         return ((targets - CENTER) * SCALE).reshape(-1)
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        _, terminated, info = super().step(actions)
-        for i, result in enumerate(self._results):  # each copy's desired goal is its own task's
-            self._obs[i] = self.convert_obs(result[0], i)
-        obs = self.observe()  # the goal-env reward (0 / -1), as compute_reward gives it for the same goals
-        return self.compute_reward(obs["achieved_goal"], obs["desired_goal"], None), terminated, info
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         """OGBench's success as a sparse reward: 0 when every cube is within SUCCESS_RADIUS of its goal else -1, any

@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from envs.batched import BatchedEnv, BatchedVectorEnv, Obs
 from envs.mujoco_batch import load_triton_first
+from envs.ogbench_manip import TaskGoalStep
 from envs.pixels import make_task
 from envs.suite import GoalImageMixin, SuiteTask
 
@@ -101,7 +102,7 @@ def bfs_steps(maze: Any, start: tuple[int, int]) -> np.ndarray:
     return np.asarray(maze.get_oracle_subgoal(xy, xy)[1])
 
 
-class OGBenchPointMazeTask(GoalImageMixin, SuiteTask):
+class OGBenchPointMazeTask(TaskGoalStep, GoalImageMixin, SuiteTask):
     """N copies of OGBench's pointmaze-medium (`maze=medium`) or pointmaze-large (`maze=large`) with goal-env
     observations."""
 
@@ -137,13 +138,6 @@ class OGBenchPointMazeTask(GoalImageMixin, SuiteTask):
         xy = np.asarray(obs, dtype=np.float64)
         goal = np.asarray(self.envs[0 if copy is None else copy].cur_goal_xy, dtype=np.float64)
         return {"observation": xy, "achieved_goal": xy.copy(), "desired_goal": goal}
-
-    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-        _, terminated, info = super().step(actions)
-        for i, result in enumerate(self._results):  # each copy's desired goal is its own task's
-            self._obs[i] = self.convert_obs(result[0], i)
-        obs = self.observe()  # the goal-env reward (0 / -1), as compute_reward gives it for the same goals
-        return self.compute_reward(obs["achieved_goal"], obs["desired_goal"], None), terminated, info
 
     def compute_reward(self, achieved_goal: np.ndarray, desired_goal: np.ndarray, info: Any) -> np.ndarray:
         """OGBench's success as a sparse reward: 0 within SUCCESS_RADIUS of the goal else -1, any leading batch
