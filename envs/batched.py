@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import abc
 import importlib
+import sys
 from typing import Any, Callable
 
 import gymnasium
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
+from envs.gl_fork import check_not_importing_main
 
 Obs = dict[str, np.ndarray] | np.ndarray
 
@@ -191,6 +194,27 @@ class vector_entry_point:  # noqa: N801  (used like a function in registrations)
         return f"vector_entry_point({self.path!r}{extra})"
 
 
+class VectorMetadata(dict):
+    """A vector env's metadata. Gymnasium's observation wrappers (FlattenObservation, NormalizeObservation, ...) refuse
+    a same-step env with "Expected autoreset_mode to be NEXT_STEP or DISABLED"; when one of them reads the mode, this
+    raises crlab's one-line error naming the option instead (docs/notes/autoreset.md)."""
+
+    def __getitem__(self, key: str) -> Any:
+        value = super().__getitem__(key)
+        if key == "autoreset_mode" and value == AutoresetMode.SAME_STEP and sys._getframe(1).f_code in _next_step_only():
+            raise ValueError("this crlab vector env autoresets in the same step (crlab's default); gymnasium's observation "
+                             "wrappers need next-step: gymnasium.make_vec(..., autoreset_mode=\"next_step\")")
+        return value
+
+
+def _next_step_only() -> set[Any]:
+    """The code of gymnasium's wrapper constructors that refuse same-step autoreset."""
+    from gymnasium.vector import VectorObservationWrapper
+    from gymnasium.wrappers.vector import NormalizeObservation
+
+    return {VectorObservationWrapper.__init__.__code__, NormalizeObservation.__init__.__code__}
+
+
 def _index(obs: Obs, i: int) -> Obs:
     if isinstance(obs, dict):
         return {k: v[i] for k, v in obs.items()}
@@ -201,6 +225,7 @@ class BatchedEnv(gymnasium.Env):
     """A single Gymnasium env backed by a `BatchedTask` of one copy."""
 
     def __init__(self, task: BatchedTask, render_mode: str | None = None) -> None:
+        check_not_importing_main()
         if render_mode not in (None, *task.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is not supported; choose from {task.metadata['render_modes']}")
         self.task = task
@@ -267,13 +292,14 @@ class BatchedVectorEnv(VectorEnv):
 
     def __init__(self, task: BatchedTask, max_episode_steps: int | None = None, render_mode: str | None = None,
                  autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP) -> None:
+        check_not_importing_main()
         if render_mode not in (None, *task.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is not supported; choose from {task.metadata['render_modes']}")
         self.task = task
         self.num_envs = task.num_envs
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
-        self.metadata = dict(task.metadata)
+        self.metadata = VectorMetadata(task.metadata)
         self.set_autoreset_mode(autoreset_mode)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)  # next-step mode: copies that ended last step
         self.single_observation_space = task.observation_space
@@ -290,7 +316,7 @@ class BatchedVectorEnv(VectorEnv):
         if key not in modes:
             raise ValueError(f"autoreset_mode={mode!r} is not one of ['same_step', 'next_step']")
         self.autoreset_mode = modes[key]
-        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
+        self.metadata = VectorMetadata({**self.metadata, "autoreset_mode": self.autoreset_mode})
 
     def request_final_views(self, *views: str) -> None:
         """From now on, when copies end, also put info["final_frames"] (N, H, W, 3) uint8 and / or

@@ -22,7 +22,7 @@ from gymnasium import spaces
 
 from envs.batched import BatchedEnv, BatchedTask, BatchedVectorEnv
 from envs.frame_stack import FrameStack
-from envs.mujoco_batch import load_triton_first, new_renderer
+from envs.mujoco_batch import RendererCache, load_triton_first
 
 CURL_ACTION_REPEAT = {"cartpole": 8, "reacher": 4, "cheetah": 4, "walker": 2, "finger": 2, "ball_in_cup": 4}
 TASKS = (
@@ -151,7 +151,7 @@ class DMCTask(BatchedTask):
         self.width, self.height = width, height
         suite = _suite()
         self.envs = [suite.load(domain, task) for _ in range(num_envs)]
-        self._renderers: dict[tuple[int, int], Any] = {}
+        self._renderers = RendererCache()  # one per frame size; a pickled or copied task starts without
         first = self.envs[0]
         # dm_control keeps the episode length private; it is 1000 control steps for every task here.
         self.control_steps = int(round(first._step_limit))
@@ -174,9 +174,7 @@ class DMCTask(BatchedTask):
         """Copy `copy`'s camera image (height, width, 3). All copies render through one shared renderer per size
         (the copies share one model): dm_control's own `physics.render` makes a GL context per copy, ~70 MB each
         under Mesa (a 50-copy evaluation env took 4 GB); the images are the same to the bit."""
-        renderer = self._renderers.get((height, width))
-        if renderer is None:
-            renderer = self._renderers[(height, width)] = new_renderer(self.envs[0].physics.model.ptr, width, height)
+        renderer = self._renderers.get((height, width), self.envs[0].physics.model.ptr, width, height)
         renderer.update_scene(self.envs[copy].physics.data.ptr, camera=self.camera_id)
         return renderer.render()
 
@@ -219,9 +217,7 @@ class DMCTask(BatchedTask):
         return self.envs[copy].physics
 
     def close(self) -> None:
-        renderers, self._renderers = self._renderers, {}
-        for renderer in renderers.values():
-            renderer.close()
+        self._renderers.close()
         envs, self.envs = self.envs, []
         for env in envs:
             env.physics.free()

@@ -44,10 +44,13 @@ class FetchTask(SuiteTask):
         return self.envs[0].compute_reward(achieved_goal, desired_goal, info)
 
     def frame_data(self, copy: int, goal: bool) -> mujoco.MjData:
-        # As gymnasium-robotics' _render_callback: draw the target site at the goal (a visual-only model field).
+        # As gymnasium-robotics' _render_callback: draw the target site at the goal (a visual-only model field), placed
+        # in its body's frame: the site's own world position is stale until the next physics step, so a second frame
+        # without a step between would move the marker.
         model, data, env = self.model(copy), self.data(copy), self.envs[copy]
         target = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, "target0")
-        model.site_pos[target] = env.goal - (data.site_xpos[0] - model.site_pos[0])
+        body = model.site_bodyid[target]
+        model.site_pos[target] = data.xmat[body].reshape(3, 3).T @ (env.goal - data.xpos[body])
         return super().frame_data(copy, goal)
 
     def describe(self, copy: int) -> str:

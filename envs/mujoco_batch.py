@@ -9,34 +9,68 @@ from __future__ import annotations
 
 import atexit
 import weakref
+from collections.abc import Hashable
 from pathlib import Path
 
 import mujoco
 import numpy as np
 
-from envs.gl_fork import before_first_gl_context
+from envs.gl_fork import before_gl_context
 
 _LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
+EGL_NOT_INITIALIZED = 0x3001  # EGL's error code for a call on a display that was terminated
 
 
 def _close_live_renderers() -> None:
     """Close renderers still open at exit: MuJoCo 3.3's Renderer.__del__ otherwise runs after EGL is torn down and
-    prints an EGLError traceback for each. Registered after the first renderer exists, so that it runs before
-    mujoco.egl's own exit handler (atexit runs last-registered first)."""
+    prints an EGLError traceback for each. Registered again after each new renderer, so that it usually runs before
+    the exit handlers that terminate the EGL display (atexit runs last-registered first). mujoco.egl and dm_control
+    (imported by the DMC and OGBench envs) each register one for the same display; when one of them ran first, the
+    display took its contexts with it, and the renderer is only marked closed."""
     for renderer in list(_LIVE_RENDERERS):
-        renderer.close()
+        try:
+            renderer.close()
+        except Exception as error:  # noqa: BLE001  (EGLError; its module is loaded only under MUJOCO_GL=egl)
+            if getattr(error, "err", None) != EGL_NOT_INITIALIZED:
+                raise
+            renderer._gl_context._context = None  # freed with the display: nothing left for close / __del__ to free
+            renderer.close()
 
 
 def new_renderer(model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
     """A `mujoco.Renderer` (triton loaded first, see below) that is closed at exit if nobody closed it."""
     load_triton_first()
-    before_first_gl_context()
+    before_gl_context()
     renderer = mujoco.Renderer(model, height=height, width=width)
-    if not _LIVE_RENDERERS:
-        atexit.unregister(_close_live_renderers)
-        atexit.register(_close_live_renderers)
+    atexit.unregister(_close_live_renderers)
+    atexit.register(_close_live_renderers)
     _LIVE_RENDERERS.add(renderer)
     return renderer
+
+
+class RendererCache:
+    """An owner's `mujoco.Renderer`s, one per key (a frame size, a copy), made by `new_renderer` on first use. A GL
+    context cannot be pickled or copied: a pickled or deep-copied cache starts empty, so a copied env makes its own
+    renderers on its first render."""
+
+    def __init__(self) -> None:
+        self._renderers: dict[Hashable, mujoco.Renderer] = {}
+
+    def __reduce__(self) -> tuple:
+        return RendererCache, ()
+
+    def get(self, key: Hashable, model: mujoco.MjModel, width: int, height: int) -> mujoco.Renderer:
+        """The renderer for `key`, made for `model` at width x height on first use."""
+        renderer = self._renderers.get(key)
+        if renderer is None:
+            renderer = self._renderers[key] = new_renderer(model, width, height)
+        return renderer
+
+    def close(self) -> None:
+        """Free the renderers' GL contexts now; a later `get` makes new ones."""
+        renderers, self._renderers = self._renderers, {}
+        for renderer in renderers.values():
+            renderer.close()
 
 
 def load_triton_first() -> None:
@@ -94,12 +128,7 @@ class BatchedMujoco:
             for i in range(num_copies):
                 big = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"e{i}/{single.body(b).name}")
                 self._copy_mocap[i, single.body_mocapid[b]] = self.model.body_mocapid[big]
-        self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}  # one per frame size: pixels and video differ
-
-    def __getstate__(self) -> dict:
-        """Pickle / deepcopy without the GL renderers (they hold a GL context); a copy makes its own on its first
-        render. MjModel and MjData pickle by themselves."""
-        return {**self.__dict__, "_renderers": {}}
+        self._renderers = RendererCache()  # one per frame size (pixels and video differ); a copy starts without
 
     # --- state -------------------------------------------------------------------------------------------
     @property
@@ -155,10 +184,7 @@ class BatchedMujoco:
     ) -> np.ndarray:
         """(K, height, width, 3) uint8 images of the copies in `copies` (K,), each from its own camera `camera`, in
         their current joint and mocap state or, given copy-relative `qpos` (K, nq), posed so."""
-        renderer = self._renderers.get((width, height))
-        if renderer is None:
-            renderer = new_renderer(self._render_model, width, height)
-            self._renderers[(width, height)] = renderer
+        renderer = self._renderers.get((width, height), self._render_model, width, height)
         if qpos is None:
             qpos = self.qpos[copies] - self.qpos_origin[copies]
         data = self._render_data
@@ -173,6 +199,4 @@ class BatchedMujoco:
         return frames
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._renderers.close()

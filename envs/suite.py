@@ -17,6 +17,7 @@ are unseeded, so vector copy i replays the single env seeded s + i.
 from __future__ import annotations
 
 import os
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -24,8 +25,9 @@ import gymnasium
 import mujoco
 import numpy as np
 
+from envs.attribute_pickle import pickle_by_attributes
 from envs.batched import BatchedTask, Obs
-from envs.mujoco_batch import new_renderer
+from envs.mujoco_batch import RendererCache
 
 Camera = dict[str, Any] | str  # a free camera (distance, azimuth, elevation, lookat) or a camera of the model
 
@@ -71,8 +73,20 @@ class SuiteTask(BatchedTask):
         threads = min(num_envs, threads or os.cpu_count() or 1)
         self._chunks = [c for c in np.array_split(np.arange(num_envs), threads) if len(c)]
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
-        self._renderers: dict[tuple[int, int, int], mujoco.Renderer] = {}
+        self._renderers = RendererCache()  # one per (copy, width, height); a pickled or copied task starts without
         self._scratch: dict[int, mujoco.MjData] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickle / deepcopy: the suite envs as `pickle_by_attributes` writes them, no thread pool (its threads and
+        locks cannot be copied), no scratch data."""
+        return {**self.__dict__, "envs": pickle_by_attributes(self.envs), "_pool": None, "_scratch": {}}
+
+    def __setstate__(self, state: dict) -> None:
+        # the bytes are the ones __getstate__ put inside the pickle being loaded now: unpickling them trusts nothing
+        # the outer unpickling did not (crlab's files are never pickles: checkpoints, rollouts and datasets)
+        self.__dict__.update({**state, "envs": pickle.loads(state["envs"])})  # noqa: S301
+        threads = len(self._chunks)
+        self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     # --- the suite env of a copy ---------------------------------------------------------------------------
     def model(self, copy: int) -> mujoco.MjModel:
@@ -140,10 +154,7 @@ class SuiteTask(BatchedTask):
         return np.stack([self._render(int(i), width, height, goal=False) for i in copies])
 
     def _render(self, copy: int, width: int, height: int, goal: bool) -> np.ndarray:
-        key = (copy, width, height)
-        if key not in self._renderers:
-            self._renderers[key] = new_renderer(self.model(copy), width, height)
-        renderer = self._renderers[key]
+        renderer = self._renderers.get((copy, width, height), self.model(copy), width, height)
         camera = self.camera if isinstance(self.camera, str) else _free_camera(self.camera)
         renderer.update_scene(self.frame_data(copy, goal), camera=camera)
         frame = renderer.render()
@@ -168,9 +179,7 @@ class SuiteTask(BatchedTask):
         raise NotImplementedError
 
     def close(self) -> None:
-        for renderer in self._renderers.values():
-            renderer.close()
-        self._renderers.clear()
+        self._renderers.close()
         if self._pool is not None:
             self._pool.shutdown()
         for env in self.envs:
