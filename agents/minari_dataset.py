@@ -124,8 +124,9 @@ def new_dataset_folder(dataset_id: str) -> Path:
 def save_minari_goal_dataset(dataset_id: str, steps: dict[str, np.ndarray], env_spec: EnvSpec | None = None,
                              **meta: str | float | int) -> Path:
     """Write the STEP_FIELDS arrays of `steps` as the local Minari dataset `dataset_id` (arrow storage), with the
-    collection settings `meta` and, where given, the env's spec (its vector constructor dropped: JSON cannot hold a
-    callable); returns the dataset's folder. Refuses an id that exists and removes what a failed write left."""
+    collection settings `meta` and, where given, the env's spec (a vector constructor registered as a callable, as a
+    user's env may, dropped: JSON cannot hold one; crlab's are named by string); returns the dataset's folder.
+    Refuses an id that exists and removes what a failed write left."""
     name = f"Minari dataset {dataset_id}"
     folder = new_dataset_folder(dataset_id)
     terminals = np.asarray(steps["terminals"], dtype=bool)

@@ -14,15 +14,13 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from gymnasium.envs.registration import register, registry  # noqa: E402
 
-from envs.batched import vector_entry_point  # noqa: E402
-
 REACH_EPISODE_STEPS = 50
 
 if "crlab/Reach-v0" not in registry:
     register(
         id="crlab/Reach-v0",
         entry_point="envs.reach:ReachEnv",
-        vector_entry_point=vector_entry_point("envs.reach:ReachVectorEnv", mjx="envs.mjx_reach:MJXReachVectorEnv"),
+        vector_entry_point="envs.vector:reach",
         max_episode_steps=REACH_EPISODE_STEPS,
     )
 
@@ -30,21 +28,21 @@ if "crlab/FlightPreference-v0" not in registry:
     register(
         id="crlab/FlightPreference-v0",
         entry_point="envs.flight_preference:FlightPreferenceEnv",
-        vector_entry_point=vector_entry_point("envs.flight_preference:FlightPreferenceVectorEnv"),
+        vector_entry_point="envs.vector:flight_preference",
     )
 
 if "crlab/Negotiation-v0" not in registry:
     register(
         id="crlab/Negotiation-v0",
         entry_point="envs.negotiation:NegotiationEnv",
-        vector_entry_point=vector_entry_point("envs.negotiation:NegotiationVectorEnv"),
+        vector_entry_point="envs.vector:negotiation",
     )
 
 if "crlab/InstructionFeedback-v0" not in registry:
     register(
         id="crlab/InstructionFeedback-v0",
         entry_point="envs.instruction_feedback:InstructionFeedbackEnv",
-        vector_entry_point=vector_entry_point("envs.instruction_feedback:InstructionFeedbackVectorEnv"),
+        vector_entry_point="envs.vector:instruction_feedback",
     )
 
 # dm_control from pixels (envs/dmc.py): the CURL benchmark tasks. No max_episode_steps: the env truncates itself at
@@ -55,7 +53,7 @@ for _domain, _task in [("cartpole", "swingup"), ("reacher", "easy"), ("cheetah",
         register(
             id=f"crlab/DMC-{_domain}-{_task}-v0",
             entry_point="envs.dmc:DMCEnv",
-            vector_entry_point=vector_entry_point("envs.dmc:DMCVectorEnv"),
+            vector_entry_point="envs.vector:dmc",
             kwargs={"domain": _domain, "task": _task},
         )
 del _domain, _task
@@ -66,16 +64,21 @@ if "crlab/Push-v0" not in registry:
     register(
         id="crlab/Push-v0",
         entry_point="envs.push:PushEnv",
-        vector_entry_point=vector_entry_point("envs.push:PushVectorEnv"),
+        vector_entry_point="envs.vector:push",
         max_episode_steps=PUSH_EPISODE_STEPS,
     )
 
 # The standard suites (envs/fetch.py, envs/maze.py, envs/meta_world.py): the suites' own envs, unmodified, as crlab
 # batched tasks. Their episode lengths are the suites' own.
+VECTOR = {"Fetch": "fetch", "Maze": "maze", "MetaWorld": "meta_world", "OGBenchCube": "ogbench_cube",
+          "OGBenchScene": "ogbench_scene", "OGBenchPointMaze": "ogbench_point_maze"}  # envs/vector.py's names
+
+
 def _register_suite_env(env_id: str, module: str, form: str, steps: int, **kwargs: object) -> None:
     if env_id not in registry:
-        register(id=env_id, entry_point=f"envs.{module}:{form}Env", vector_entry_point=vector_entry_point(f"envs.{module}:{form}VectorEnv"),
+        register(id=env_id, entry_point=f"envs.{module}:{form}Env", vector_entry_point=f"envs.vector:{VECTOR[form]}",
                  max_episode_steps=steps, kwargs=kwargs)
+
 
 
 for _task in ("Reach", "Push", "PickAndPlace", "Slide"):

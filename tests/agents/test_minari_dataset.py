@@ -64,25 +64,15 @@ def test_make_dataset_round_trips_through_minari_exactly(minari_root, tmp_path):
     assert not (minari_root / "crlab" / "broken-v0").exists()
 
 
-def reach_as_minari_collects_it():
-    """crlab/Reach-v0 as a user makes it, less its spec: crlab registers its vector constructor as a callable, which
-    Gymnasium's EnvSpec.to_json refuses with a ValueError that Minari 0.5.4's DataCollector does not catch."""
-    env = gymnasium.make("crlab/Reach-v0")
-    env.unwrapped.spec = None
-    return env
-
-
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="crlab's registered vector_entry_point is a callable: "
-                   "EnvSpec.to_json refuses it; once envs/ registers it by name, drop reach_as_minari_collects_it's workaround")
 def test_data_collector_takes_a_crlab_env_as_made(minari_root):
+    """crlab registers its vector constructors by name (envs/vector.py): the spec is JSON, as Minari stores it."""
     pytest.importorskip("jax", reason=COLLECTOR_NEEDS_JAX)
     minari.DataCollector(gymnasium.make("crlab/Reach-v0"), data_format="arrow").close()
 
 
-@pytest.mark.filterwarnings("ignore:(`eval_env` is set to None|env_spec is None):UserWarning")  # the spec left out
 def test_a_minari_data_collector_dataset_trains_crl_offline(minari_root, tmp_path):
     pytest.importorskip("jax", reason=COLLECTOR_NEEDS_JAX)
-    env = minari.DataCollector(reach_as_minari_collects_it(), data_format="arrow")
+    env = minari.DataCollector(gymnasium.make("crlab/Reach-v0"), data_format="arrow")
     env.action_space.seed(0)
     for episode in range(4):
         env.reset(seed=episode)
