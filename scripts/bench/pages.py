@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 
 from scripts.aggregate import iqm, stratified_bootstrap_ci  # noqa: E402
 from scripts.bench.record import RECORDS, ROOT, read_record, training_records  # noqa: E402
+from scripts.bench.study import STUDIES, load_study  # noqa: E402
 from scripts.report import step_column  # noqa: E402
 
 PAGES = ROOT / "docs" / "benchmarks"
@@ -125,6 +126,7 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
             f"`{run}`", f"`{records[0]['agent']}`", records[0]["note"].replace("|", "/"), ", ".join(str(r["seed"]) for r in records),
             success_text(stat), " / ".join(f"{v:.2f}" for v in stat["finals"]),
             " / ".join(f"{e:,}" for e in ends), " / ".join(f"{w:.0f}" for w in walls)]) + " |")
+    lines += grid_table(name, study, runs)
     if study.get("references"):
         lines += ["", "Published or target numbers beside it:", ""]
         lines += [f"- {ref['label']}: **{ref['value']}** ({ref['source']})" for ref in study["references"]]
@@ -138,6 +140,34 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
         lines += ["", "What else ran meanwhile: " + "; ".join(beside) + "."]
     png = plot_study(runs, study["title"], x_label, wall=budget.get("kind") == "time_limit_s")
     return "\n".join(lines) + "\n", png
+
+
+def grid_table(name: str, study: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """The study's `grid` (scripts/bench/study.py check_grid) as a table of final success, IQM and per seed, with the
+    published value beside each cell. The layout comes from the records' study file, or from the study file in the
+    repository when the records predate their study's grid: every number still comes from the records."""
+    grid = study["file"].get("grid")
+    if grid is None and (STUDIES / f"{name}.yaml").is_file():
+        grid = load_study(name).raw.get("grid")
+    if not grid:
+        return []
+    published = any(row.get("published") for row in grid["rows"])
+    head = [""] + [c for column in grid["columns"] for c in ([column, f"{column}, published"] if published else [column])]
+    lines = ["", "At a glance (final success, IQM over seeds, then per seed):", "", "| " + " | ".join(head) + " |",
+             "|" + " --- |" * len(head)]
+    for row in grid["rows"]:
+        cells = [row["label"]]
+        for run, value in zip(row["runs"], row.get("published") or [""] * len(row["runs"])):
+            records = runs.get(run) if run else None
+            if records:
+                stat = final_stat(records)
+                cells.append(f"{stat['iqm']:.2f} ({' / '.join(f'{v:.2f}' for v in stat['finals'])})")
+            else:
+                cells.append("not run" if run else "")
+            if published:
+                cells.append(value or "")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def headline_rows(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> list[tuple[str, str, dict[str, Any], str]]:

@@ -16,6 +16,9 @@ prepares and the published numbers it is compared with. The runner (scripts/benc
     references:                        # published numbers shown beside the table
       - {label: "OGBench, CRL", value: "0.19 ± 0.07", source: "Park et al. 2024, Table 2"}
     headline: {run: crl, label: Push (20 min)}   # optional: a row of the README's headline table
+    grid:                              # optional: runs as rows x columns on the page, published values beside
+      columns: [navigate, stitch]
+      rows: [{label: GCBC, runs: [gcbc_navigate, gcbc_stitch], published: ["9 ± 6 %", "23 ± 18 %"]}]
 
 Placeholders in overrides: `{{seed}}`, `{{dir}}` (a prepare step's own folder), `{{NAME}}` (what prepare step
 NAME made: a dataset file, or a run directory for kind `train`), `{{NAME.checkpoint}}` (that run's checkpoint:
@@ -36,7 +39,7 @@ BUDGET_KEYS = ("time_limit_s", "env_steps", "gradient_steps")
 PREPARE_KINDS = ("make_dataset", "make_preferences", "train")
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 STUDY_KEYS = {"title", "description", "env", "budget", "eval_every", "seeds", "overrides", "prepare", "runs",
-              "references", "headline", "x_axis"}
+              "references", "headline", "x_axis", "grid"}
 RUN_KEYS = {"agent", "env", "overrides", "budget", "eval_every", "note"}
 
 
@@ -198,12 +201,34 @@ def load_study(name_or_path: str | Path) -> Study:
         for ref in PLACEHOLDER.findall(text):
             if ref.split(".")[0] not in names:
                 raise StudyError(f"{where}: '{text}' refers to {{{{{ref}}}}}; known: {', '.join(sorted(names))}")
+    check_grid(raw.get("grid"), runs, where)
     headline = raw.get("headline")
     if headline is not None and (not isinstance(headline, dict) or headline.get("run") not in runs):
         raise StudyError(f"{where}: headline.run must be one of {', '.join(runs)}")
     return Study(path.stem, path, str(raw["title"]), str(raw.get("description", "")).strip(), tuple(seeds),
                  _strings(raw.get("overrides"), f"{where}: overrides"), tuple(prepare), runs,
                  tuple(raw.get("references") or ()), headline, raw)
+
+
+def check_grid(grid: Any, runs: dict[str, RunSpec], where: str) -> None:
+    """A study's `grid`: its runs laid out as rows x columns on its page (e.g. agents x datasets), each row with the
+    published values beside it where a paper reports them:
+        grid: {columns: [navigate, stitch],
+               rows: [{label: GCBC, runs: [gcbc_navigate, gcbc_stitch], published: ["9 ± 6 %", "23 ± 18 %"]}, ...]}"""
+    if grid is None:
+        return
+    columns = grid.get("columns") if isinstance(grid, dict) else None
+    if not isinstance(columns, list) or not columns or not isinstance(grid.get("rows"), list):
+        raise StudyError(f"{where}: grid needs columns (a list) and rows (a list of {{label, runs, published}})")
+    _unknown(grid, {"columns", "rows"}, f"{where}: grid")
+    for row in grid["rows"]:
+        _unknown(row, {"label", "runs", "published"}, f"{where}: grid row")
+        cells = row.get("runs")
+        if not isinstance(cells, list) or len(cells) != len(columns) or any(c not in runs for c in cells if c):
+            raise StudyError(f"{where}: grid row {row.get('label')!r}: runs must name {len(columns)} runs of the study "
+                             f"(null for none), got {cells!r}")
+        if len(row.get("published") or columns) != len(columns):
+            raise StudyError(f"{where}: grid row {row.get('label')!r}: published must hold {len(columns)} values")
 
 
 def fill(text: str, values: dict[str, str]) -> str:

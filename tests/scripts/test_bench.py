@@ -3,6 +3,7 @@ committed pages are what the committed records give."""
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,9 @@ runs:
 references:
   - {label: target, value: "none", source: "a test"}
 headline: {run: cpl, label: "tiny, 20 steps"}
+grid:
+  columns: [plain]
+  rows: [{label: CPL, runs: [cpl], published: ["0.5"]}, {label: SFT, runs: [sft]}]
 """
 
 
@@ -64,6 +68,7 @@ def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
     assert pages.main(records, tmp_path / "pages", readme) == 0
     page = (tmp_path / "pages" / "tiny.md").read_text()
     assert "| `cpl` | `cpl` | CPL | 0, 1 |" in page and "| `sft` | `cpl` | SFT | 0, 1 |" in page
+    assert re.search(r"\n\| CPL \| \d\.\d\d \(\d\.\d\d / \d\.\d\d\) \| 0\.5 \|\n\| SFT \| \d\.\d\d \(.*\) \|  \|\n", page)
     assert "target: **none** (a test)" in page and (tmp_path / "pages" / "tiny.png").stat().st_size > 1000
     assert "stale" not in readme.read_text() and "| tiny, 20 steps | `cpl` |" in readme.read_text()
     assert readme.read_text().endswith("tail\n")
@@ -108,6 +113,8 @@ def test_a_prepared_policy_checkpoint_is_the_one_nearest_the_target_success(tmp_
     (("kind: make_preferences", "kind: download"), "make_dataset, make_preferences, train"),
     (("cpl: {agent: cpl,", "cpl: {"), "names no agent"),
     (("headline: {run: cpl", "headline: {run: ppo"), "headline.run"),
+    (("runs: [sft]}]", "runs: [sft, cpl]}]"), "grid row 'SFT': runs must name 1 runs"),
+    (("runs: [cpl], published", "runs: [nope], published"), "grid row 'CPL'"),
 ])
 def test_a_bad_study_is_refused_in_one_line_naming_the_problem(tmp_path, edit, message):
     with pytest.raises(StudyError, match=message) as err:
