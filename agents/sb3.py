@@ -376,11 +376,20 @@ class SB3SACAgent(SB3Agent):
                 n_sampled_goal=cfg.n_sampled_goal, goal_selection_strategy=cfg.goal_selection_strategy)}
             # HER samples only from finished episodes: learn after the first episode of every copy at least
             learning_starts = max(cfg.warmup_steps, self.num_envs * self.max_episode_steps)
+        self.warmup_after_load = learning_starts
         return algorithm(policy_name(self.observation_space), venv, device=self.device, learning_rate=cfg.lr,
                          buffer_size=cfg.buffer_size if bound else 1,  # unbound, the model only acts: no buffer to fill
                          learning_starts=learning_starts, batch_size=cfg.batch_size, gamma=cfg.discount, tau=cfg.tau,
                          ent_coef=cfg.ent_coef, train_freq=cfg.train_freq, gradient_steps=cfg.gradient_steps,
                          policy_kwargs=dict(net_arch=list(cfg.hidden), **policy_extra), **extra)
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        """Restore as SB3Agent does; SB3's replay buffer is not in crlab's checkpoints (it would be a pickle), so a
+        resumed model fills it again, as at the start (random actions for `learning_starts` env steps, a finished
+        episode per copy with HER), before it trains: training on at once failed with HER's "Unable to sample
+        before the end of the first episode"."""
+        super().load_model_state(state)
+        self.model.learning_starts = self.model.num_timesteps + self.warmup_after_load
 
     def saved_tensors(self) -> dict[str, torch.Tensor]:
         """The entropy coefficient, which SB3's `save` keeps beside the state dicts: learned (its log, with

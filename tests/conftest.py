@@ -44,6 +44,7 @@ SLOW_TESTS = {
     "test_cli_reward_file_errors_are_one_line_exit_2", "test_learns_reach_dense_reward_online",
     "test_online_preference_run_relabels_the_replay_buffer_each_session", "test_exit_after_rendering_mujoco_and_dm_control_is_clean",
     "test_tiny_run_saves_a_checkpoint_that_loads_as_a_clip_reward", "test_report_cli",
+    "test_a_resumed_her_run_refills_its_buffer_before_it_trains",
 }
 
 

@@ -205,3 +205,15 @@ def test_checkpoints_hold_what_sb3_saves_and_bind_keeps_them(name, options):
     for n, t in agent.saved_tensors().items():
         torch.testing.assert_close(t.detach().cpu(), state["tensors"][n])
     reach.close()
+
+
+@pytest.mark.parametrize("name", ["sb3_sac", "sb3_tqc"])
+def test_a_resumed_her_run_refills_its_buffer_before_it_trains(tmp_path, name):
+    """SB3's replay buffer is not checkpointed: a resumed run warms up again (HER samples only finished episodes;
+    training at once raised "Unable to sample before the end of the first episode")."""
+    options = ["eval_every=512", "checkpoint_every=512", "eval_episodes=4", "video_episodes=0", "env.num_envs=8",
+               "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32"]
+    run_dir = train(config(f"agent={name}", "total_env_steps=1024", *options), tmp_path / "run")
+    more = [f"resume={run_dir}", "total_env_steps=2048"]
+    train(config(f"agent={name}", *options, *more), run_dir, more)
+    assert [int(r["env_steps"]) for r in rows(run_dir)] == [0, 512, 1024, 1536, 2048]
