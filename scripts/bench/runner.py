@@ -253,7 +253,10 @@ def rerun(record_path: Path, out_root: Path, note: str = "") -> Path:
     base = out_root / old["study"]["name"]
     moves: dict[str, str] = {}
     prepared = []
+    used = json.dumps(old["config"])
     for step in old["prepared"]:
+        if not any(str(value) in used for value in step["outputs"].values()):
+            continue  # made for the study's other runs (e.g. another dataset): this run never read it
         step_dir = base / "prepare" / Path(step["dir"]).name
         moves[step["dir"]] = str(step_dir)
         cfg = OmegaConf.create(replace_paths(step["config"], moves))

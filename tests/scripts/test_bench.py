@@ -78,7 +78,9 @@ def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
 
 
 def test_a_record_round_trips_and_a_rerun_reproduces_its_curve_on_cpu(tmp_path):
-    study = load_study(write_study(tmp_path, TINY.replace("seeds: [0, 1]", "seeds: [3]")))
+    prefs = TINY[TINY.index("  prefs:"):TINY.index("runs:")]
+    text = TINY.replace("seeds: [0, 1]", "seeds: [3]").replace("runs:", prefs.replace("prefs:", "spare:") + "runs:", 1)
+    study = load_study(write_study(tmp_path, text))  # `spare` is made for the study but read by no run
     [path, _] = runner.run_study(study, records_root=tmp_path / "records", runs_root=tmp_path / "runs")
     record = read_record(path)
     stem = tmp_path / "copy" / "cpl.seed3"
@@ -91,6 +93,8 @@ def test_a_record_round_trips_and_a_rerun_reproduces_its_curve_on_cpu(tmp_path):
     new = read_record(runner.rerun(path, tmp_path / "rerun"))
     assert new["rerun"] == str(path) and new["config"]["seed"] == 3
     assert str(tmp_path / "rerun") in new["config"]["agent"]["dataset"]  # its data re-made, not the old file
+    assert [step["name"] for step in record["prepared"]] == ["prefs", "spare"]
+    assert [step["name"] for step in new["prepared"]] == ["prefs"]  # what the run never read is not made again
     for column in ("gradient_steps", "eval_success_rate", "eval_return"):  # same seed on CPU: same metrics
         np.testing.assert_array_equal(new["curve_columns"][column], record["curve_columns"][column])
 
