@@ -89,8 +89,8 @@ def plot_study(runs: dict[str, list[dict[str, Any]]], title: str, x_label: str, 
         ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8,
-               ncols=min(3, len(runs)))
-    fig.suptitle(textwrap.shorten(title, 90), fontsize=11)
+               ncols=min(3 if wall or len(runs) <= 6 else 2, len(runs)))
+    fig.suptitle(textwrap.fill(textwrap.shorten(title, 120), 90 if wall else 50), fontsize=11)
     out = io.BytesIO()
     fig.savefig(out, format="png", dpi=90, metadata=PNG_META)
     plt.close(fig)
