@@ -16,6 +16,7 @@ from agents.gcbc import GCBCAgent, GCBCConfig
 from agents.gciql import GCIQLAgent, GCIQLConfig
 from agents.ppo import PPOAgent, PPOConfig
 from agents.sb3 import SB3PPOAgent, SB3PPOConfig, SB3SACAgent, SB3SACConfig, SB3TQCAgent, SB3TQCConfig
+from envs.goal_space import REMOVED_AGENT_OPTIONS
 
 AGENTS: dict[str, tuple[type, type]] = {
     "crl": (CRLAgent, CRLConfig),
@@ -49,8 +50,6 @@ def dataset_format(name: str) -> str | None:
 
 # one name per concept across agents: the old names are refused with the new one
 RENAMED = {"gamma": "discount", "init_steps": "warmup_steps", "learning_starts": "warmup_steps"}
-# options that named an env's coordinates: what a goal is belongs to the env (envs/goal_space.py)
-MOVED_TO_ENV = ("goal_observation_indices", "command_from_goal", "command_source", "command_offset")
 
 
 def make_agent_config(name: str, options: dict[str, Any]) -> Any:
@@ -59,7 +58,7 @@ def make_agent_config(name: str, options: dict[str, Any]) -> Any:
         raise ValueError(f"unknown agent {name!r}; known agents: {sorted(AGENTS)}")
     for old in sorted(set(options) & set(RENAMED)):
         raise ValueError(f"agent.{old} is now agent.{RENAMED[old]} (one name per concept across agents)")
-    for old in sorted(set(options) & set(MOVED_TO_ENV)):
+    for old in sorted(set(options) & set(REMOVED_AGENT_OPTIONS)):
         raise ValueError(f"agent.{old} no longer exists: what a goal names is the env's, for every agent; choose "
                          "env.kwargs.goal_space=object|object_and_effector|push_behind (envs/goal_space.py)")
     config_cls = AGENTS[name][1]

@@ -30,6 +30,9 @@ GOAL_SPACES = ("object", "object_and_effector", "push_behind")
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
 
+# the agent options (agents/crl.py, before goal spaces) that named env coordinates; refused by name, pointing here
+REMOVED_AGENT_OPTIONS = ("goal_observation_indices", "command_from_goal", "command_source", "command_offset")
+
 def _cat(parts: list[Array]) -> Array:
     return torch.cat(parts, -1) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts, -1)
 

@@ -16,8 +16,9 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 
-from agents import MOVED_TO_ENV, RENAMED
+from agents import RENAMED
 from agents.checkpoint import CheckpointError
+from envs.goal_space import REMOVED_AGENT_OPTIONS
 
 _ABSENT = object()
 
@@ -33,7 +34,7 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str | None:
     head, _, last = key.rpartition(".")
     if head == "agent" and last in RENAMED:
         return f"agent.{last} is now agent.{RENAMED[last]} (one name per concept across agents)"
-    if head == "agent" and last in MOVED_TO_ENV:
+    if head == "agent" and last in REMOVED_AGENT_OPTIONS:
         return (f"agent.{last} no longer exists: what a goal names is the env's, for every agent; choose "
                 "env.kwargs.goal_space=object|object_and_effector|push_behind (envs/goal_space.py)")
     node, prefix = cfg, []
