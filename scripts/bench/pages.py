@@ -170,31 +170,39 @@ def grid_table(name: str, study: dict[str, Any], runs: dict[str, list[dict[str, 
     return lines
 
 
-def headline_rows(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> list[tuple[str, str, dict[str, Any], str]]:
+def headline_rows(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> list[tuple[str, dict[str, Any]]]:
+    """(study name, its headline: label, run, baseline) for each study that names one and has its run's records."""
     rows = []
     for name, runs in studies.items():
         headline = next(iter(runs.values()))[0]["study"].get("headline")
         if headline and headline["run"] in runs:
-            records = runs[headline["run"]]
-            rows.append((name, headline.get("label", name), final_stat(records), headline["run"]))
+            if "baseline" not in headline and (STUDIES / f"{name}.yaml").is_file():  # records older than the key
+                headline = {**headline, "baseline": (load_study(name).headline or {}).get("baseline")}
+            rows.append((name, {"label": name, **headline}))
     return rows
 
 
 def headline_block(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple[str, bytes | None]:
     rows = headline_rows(studies)
-    lines = [BEGIN, "", "| task, budget | run | final success, IQM [95 % CI] | seeds | details |", "| --- | --- | --- | --- | --- |"]
-    for name, label, stat, run in rows:
-        lines.append(f"| {label} | `{run}` | {success_text(stat)} | {len(stat['finals'])} | "
+    lines = [BEGIN, "", "| task, budget | run | final success, IQM [95 % CI] | baseline beside it | its final success | "
+             "seeds (run / baseline) | details |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, headline in rows:
+        stat, base = final_stat(studies[name][headline["run"]]), headline.get("baseline")
+        base_stat = final_stat(studies[name][base]) if base in studies[name] else None
+        base_cells = (f"`{base}` | {success_text(base_stat)} | {len(stat['finals'])} / {len(base_stat['finals'])}"
+                      if base_stat else f"{f'`{base}`' if base else '—'} | {'not run' if base else ''} | "
+                      f"{len(stat['finals'])}")
+        lines.append(f"| {headline['label']} | `{headline['run']}` | {success_text(stat)} | {base_cells} | "
                      f"[docs/benchmarks/{name}.md](docs/benchmarks/{name}.md) |")
     png = None
     if rows:
         fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 2.8), layout="constrained", squeeze=False)
-        for ax, (name, label, _, _) in zip(axes[0], rows):
+        for ax, (name, headline) in zip(axes[0], rows):
             for run, records in studies[name].items():
                 steps, mid, low, high = common_curve(records)
                 line, = ax.plot(steps, mid, label=run)
                 ax.fill_between(steps, low, high, color=line.get_color(), alpha=0.2)
-            ax.set_title(label, fontsize=9)
+            ax.set_title(headline["label"], fontsize=9)
             ax.set_ylim(-0.03, 1.03)
             ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
             ax.set_xlabel(next(iter(studies[name].values()))[0]["budget"].get("x_label", "env steps"), fontsize=8)

@@ -15,7 +15,8 @@ prepares and the published numbers it is compared with. The runner (scripts/benc
       crl: {agent: crl, overrides: ["agent.dataset={{data}}"], note: what this row is}
     references:                        # published numbers shown beside the table
       - {label: "OGBench, CRL", value: "0.19 ± 0.07", source: "Park et al. 2024, Table 2"}
-    headline: {run: crl, label: Push (20 min)}   # optional: a row of the README's headline table
+    headline: {run: crl, baseline: sb3_sac_her, label: Push (20 min)}   # optional: a row of the README's headline
+                                                  # table (baseline: optional, the run shown beside it)
     grid:                              # optional: runs as rows x columns on the page, published values beside
       columns: [navigate, stitch]
       rows: [{label: GCBC, runs: [gcbc_navigate, gcbc_stitch], published: ["9 ± 6 %", "23 ± 18 %"]}]
@@ -205,6 +206,8 @@ def load_study(name_or_path: str | Path) -> Study:
     headline = raw.get("headline")
     if headline is not None and (not isinstance(headline, dict) or headline.get("run") not in runs):
         raise StudyError(f"{where}: headline.run must be one of {', '.join(runs)}")
+    if headline is not None and headline.get("baseline", headline["run"]) not in runs:
+        raise StudyError(f"{where}: headline.baseline '{headline['baseline']}' must be one of {', '.join(runs)}")
     return Study(path.stem, path, str(raw["title"]), str(raw.get("description", "")).strip(), tuple(seeds),
                  _strings(raw.get("overrides"), f"{where}: overrides"), tuple(prepare), runs,
                  tuple(raw.get("references") or ()), headline, raw)

@@ -36,7 +36,7 @@ runs:
   sft: {agent: cpl, overrides: [agent.sft=true], note: SFT}
 references:
   - {label: target, value: "none", source: "a test"}
-headline: {run: cpl, label: "tiny, 20 steps"}
+headline: {run: cpl, baseline: sft, label: "tiny, 20 steps"}
 grid:
   columns: [plain]
   rows: [{label: CPL, runs: [cpl], published: ["0.5"]}, {label: SFT, runs: [sft]}]
@@ -70,7 +70,8 @@ def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
     assert "| `cpl` | `cpl` | CPL | 0, 1 |" in page and "| `sft` | `cpl` | SFT | 0, 1 |" in page
     assert re.search(r"\n\| CPL \| \d\.\d\d \(\d\.\d\d / \d\.\d\d\) \| 0\.5 \|\n\| SFT \| \d\.\d\d \(.*\) \|  \|\n", page)
     assert "target: **none** (a test)" in page and (tmp_path / "pages" / "tiny.png").stat().st_size > 1000
-    assert "stale" not in readme.read_text() and "| tiny, 20 steps | `cpl` |" in readme.read_text()
+    assert "stale" not in readme.read_text()
+    assert re.search(r"\| tiny, 20 steps \| `cpl` \| \d\.\d\d .*\| `sft` \| \d\.\d\d .*\| 2 / 2 \|", readme.read_text())
     assert readme.read_text().endswith("tail\n")
     assert pages.main(records, tmp_path / "pages", readme, check=True) == 0
     (tmp_path / "pages" / "tiny.md").write_text(page.replace("CPL", "CPL (edited by hand)"))
@@ -117,6 +118,7 @@ def test_a_prepared_policy_checkpoint_is_the_one_nearest_the_target_success(tmp_
     (("kind: make_preferences", "kind: download"), "make_dataset, make_preferences, train"),
     (("cpl: {agent: cpl,", "cpl: {"), "names no agent"),
     (("headline: {run: cpl", "headline: {run: ppo"), "headline.run"),
+    (("baseline: sft", "baseline: gcbc"), "headline.baseline 'gcbc' must be one of cpl, sft"),
     (("runs: [sft]}]", "runs: [sft, cpl]}]"), "grid row 'SFT': runs must name 1 runs"),
     (("runs: [cpl], published", "runs: [nope], published"), "grid row 'CPL'"),
 ])
