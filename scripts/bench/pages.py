@@ -111,10 +111,11 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
     first = next(iter(runs.values()))[0]
     study, budget = first["study"], first["budget"]
     x_label = budget.get("x_label", "env steps")
-    head = ["run", "agent", "what it is", "seeds", "final success, IQM [95 % CI]", "per seed", f"{x_label} at the end",
-            "wall clock (s)"]
+    head = ["run", "agent", "what it is", "seeds", "final success, IQM [95 % CI]", "per seed",
+            "best evaluation, per seed", f"{x_label} at the end", "wall clock (s)"]
     lines = [f"# {study['title']}", "", textwrap.fill(study["description"], 120), "",
-             f"Budget per run: {budget.get('text', '')}. Final = the last evaluation of each run. IQM = interquartile "
+             f"Budget per run: {budget.get('text', '')}. Final = the last evaluation of each run; best = its highest "
+             "evaluation (the statistic some papers report; it favours noisy curves). IQM = interquartile "
              "mean over seeds (the mean below 4 seeds); CI = 95 % percentile interval of a stratified bootstrap over "
              f"seeds ({REPS:,} resamples).", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     all_records = [r for records in runs.values() for r in records]
@@ -125,6 +126,7 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
         lines.append("| " + " | ".join([
             f"`{run}`", f"`{records[0]['agent']}`", records[0]["note"].replace("|", "/"), ", ".join(str(r["seed"]) for r in records),
             success_text(stat), " / ".join(f"{v:.2f}" for v in stat["finals"]),
+            " / ".join(f"{max(r['curve_columns']['eval_success_rate']):.2f}" for r in records),
             " / ".join(f"{e:,}" for e in ends), " / ".join(f"{w:.0f}" for w in walls)]) + " |")
     lines += grid_table(name, study, runs)
     if study.get("references"):
@@ -193,7 +195,7 @@ def headline_block(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple
                       if base_stat else f"{f'`{base}`' if base else '—'} | {'not run' if base else ''} | "
                       f"{len(stat['finals'])}")
         lines.append(f"| {headline['label']} | `{headline['run']}` | {success_text(stat)} | {base_cells} | "
-                     f"[docs/benchmarks/{name}.md](docs/benchmarks/{name}.md) |")
+                     f"[{name}](docs/benchmarks/{name}.md) |")
     png = None
     if rows:
         fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 2.8), layout="constrained", squeeze=False)
