@@ -3,7 +3,7 @@
 Per study `docs/benchmarks/<study>.md` (one row per run: final success as an interquartile mean over seeds with a
 95 % stratified-bootstrap interval, per-seed values, steps and wall clock at the stop, the published numbers the
 study names, where and with what it ran) and `<study>.png` (success against steps, IQM with its band, and each
-seed against wall clock); `index.md` (every study's rows), `throughput.md` (the throughput records), and the
+seed against wall clock); `index.md` (every study's rows), `throughput.md` and `rewards.md` (the measurement records), and the
 README's results block (headline rows and `headline.png`). `--check` regenerates into memory and fails when a
 committed page differs: no number on these pages is typed by hand.
 """
@@ -220,11 +220,19 @@ def headline_block(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple
     return "\n".join(lines), png
 
 
-def throughput_page(records_root: Path) -> str | None:
-    paths = sorted((records_root / "throughput").glob("*.json"))
+MEASUREMENT_PAGES = {  # records/<folder>/*.json -> <folder>.md: (title, what the numbers are)
+    "throughput": ("Throughput", "env steps / s, updates / s"),
+    "rewards": ("Reward modules", "preference accuracy, correlation with the true reward, RL on a learned reward"),
+}
+
+
+def measurement_page(records_root: Path, folder: str, title: str) -> str | None:
+    """One section per record of `records/<folder>/`: its command, machine and numbers (tables where the numbers are
+    rows, a figure where the benchmark drew one beside its record)."""
+    paths = sorted((records_root / folder).glob("*.json"))
     if not paths:
         return None
-    lines = ["# Throughput", "", "Each section is one throughput record (`records/throughput/`): the command that made it, "
+    lines = [f"# {title}", "", f"Each section is one record (`records/{folder}/`): the command that made it, "
              "the machine, and its numbers as written.", ""]
     for path in paths:
         record = read_record(path)
@@ -232,13 +240,43 @@ def throughput_page(records_root: Path) -> str | None:
         lines += [f"## {path.stem}", "", f"`{record['command']}`", "",
                   f"{m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
                   + f"; torch {record['versions'].get('torch')}; crlab {record['versions'].get('crlab')}"
-                  + (f"; beside it: {record['beside']}" if record.get("beside") else ""), "",
-                  "| measurement | value |", "| --- | --- |"]
-        for key, value in flat_items("", record["results"]):
-            cell = f"{value:,.3f}" if isinstance(value, float) else str(value)
-            lines.append(f"| {key} | {cell} |")
-        lines.append("")
+                  + (f"; finished {record['finished'][:10]}" if record.get("finished") else "")
+                  + (f"; beside it: {record['beside']}" if record.get("beside") else ""), ""]
+        lines += result_tables(record["results"])
+        if path.with_suffix(".png").exists():
+            lines += [f"![{path.stem}](records/{folder}/{path.stem}.png)", ""]
     return "\n".join(lines)
+
+
+def result_tables(results: dict[str, Any]) -> list[str]:
+    """Scalars as one `measurement | value` table; a list of dicts, or a dict of dicts, as a table of its own (results
+    that are all dicts of numbers, one per agent or setting, as one table)."""
+    if results and all(isinstance(v, dict) and not any(isinstance(x, (dict, list)) for x in v.values())
+                       for v in results.values()):
+        results = {"": results}
+    scalars, tables = [], []
+    for key, value in results.items():
+        rows = (value if isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+                else [{"": k, **v} for k, v in value.items()] if isinstance(value, dict) and value
+                and all(isinstance(v, dict) for v in value.values()) else None)
+        if rows is None:
+            scalars += flat_items(key, value)
+            continue
+        columns = list(dict.fromkeys(c for row in rows for c, v in flat_items("", row) if not isinstance(v, list)))
+        cells = [dict(flat_items("", row)) for row in rows]
+        tables += ([f"**{key}**", ""] if key else []) + ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+        tables += ["| " + " | ".join(cell_text(c.get(col, "")) for col in columns) + " |" for c in cells]
+        tables.append("")
+    head = ["| measurement | value |", "| --- | --- |", *[f"| {k} | {cell_text(v)} |" for k, v in scalars], ""]
+    return (head if scalars else []) + tables
+
+
+def cell_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if isinstance(value, list) and len(value) > 8:
+        return f"{len(value)} values, last {cell_text(value[-1])}"
+    return str(value)
 
 
 def flat_items(prefix: str, value: Any) -> list[tuple[str, Any]]:
@@ -260,10 +298,11 @@ def generate(records_root: Path = RECORDS, readme_text: str | None = None) -> di
         for run, records in runs.items():
             index.append(f"| [{records[0]['study']['title']}]({name}.md) | `{run}` | {success_text(final_stat(records))} | "
                          f"{len(records)} | {records[0]['budget'].get('text', '')} |")
-    throughput = throughput_page(records_root)
-    if throughput:
-        files["throughput.md"] = throughput
-        index += ["", "Throughput (env steps / s, updates / s): [throughput.md](throughput.md)."]
+    for folder, (title, what) in MEASUREMENT_PAGES.items():
+        page = measurement_page(records_root, folder, title)
+        if page:
+            files[f"{folder}.md"] = page
+            index += ["", f"{title} ({what}): [{folder}.md]({folder}.md)."]
     files["index.md"] = "\n".join(index) + "\n"
     block, png = headline_block(studies)
     if png is not None:

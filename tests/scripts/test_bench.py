@@ -166,6 +166,25 @@ def test_the_committed_pages_are_what_the_committed_records_give():
     assert committed <= set(files), f"pages without records: {committed - set(files)}"
 
 
+def test_measurement_records_become_tables_rows_per_env_or_agent_and_scalars_apart():
+    rows = {"envs": [{"env_id": "a", "steps_per_s": 1500.0}, {"env_id": "b", "steps_per_s": 2.5}], "note": "x"}
+    assert pages.result_tables(rows) == [
+        "| measurement | value |", "| --- | --- |", "| note | x |", "",
+        "**envs**", "", "| env_id | steps_per_s |", "| --- | --- |", "| a | 1,500 |", "| b | 2.500 |", ""]
+    per_agent = {"crl": {"updates_per_s": 3.25}, "ppo": {"updates_per_s": 7.0, "env": "reach"}}
+    assert pages.result_tables(per_agent) == [
+        "|  | updates_per_s | env |", "| --- | --- | --- |", "| crl | 3.250 |  |", "| ppo | 7.000 | reach |", ""]
+
+
+def test_a_rewards_record_gets_a_page_of_its_own(tmp_path):
+    record = json.loads((RECORDS / "throughput" / "crl_depth0_cpu.json").read_text())
+    (tmp_path / "rewards").mkdir()
+    write_record(tmp_path / "rewards" / "preference", {**record, "results": {"held_out_accuracy": 0.93}})
+    files = pages.generate(tmp_path)
+    assert "throughput.md" not in files and "| held_out_accuracy | 0.930 |" in files["rewards.md"]
+    assert "[rewards.md](rewards.md)" in files["index.md"]
+
+
 def test_every_committed_record_names_its_config_machine_and_versions():
     for path in sorted(RECORDS.rglob("*.json")):
         record = json.loads(path.read_text())
