@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,10 +37,17 @@ def add_record_args(parser: argparse.ArgumentParser, default_out: str | None = N
 
 
 def command_line() -> str:
-    """How this process was started, as `python -m scripts.bench.NAME ARGS`."""
+    """How this process was started, as `python -m scripts.bench.NAME ARGS` (quoted for a shell)."""
     script = Path(sys.argv[0]).with_suffix("").as_posix()
     module = "scripts." + script.split("scripts/", 1)[1].replace("/", ".") if "scripts/" in script else script
-    return " ".join(["python -m", module, *sys.argv[1:]])
+    args = [_repo_relative(a) for a in sys.argv[1:]]
+    return " ".join(["python -m", module, shlex.join(args)]).rstrip()
+
+
+def _repo_relative(arg: str) -> str:
+    """docs/benchmarks/records/... for an absolute path into any checkout's records (a worktree writes main's)."""
+    marker = "/docs/benchmarks/records/"
+    return arg[arg.index(marker) + 1:] if arg.startswith("/") and marker in arg else arg
 
 
 def write_results(path: str | os.PathLike | None, args: Any, out_dir: Path | None, machine: dict[str, Any],

@@ -176,6 +176,14 @@ def test_measurement_records_become_tables_rows_per_env_or_agent_and_scalars_apa
         "|  | updates_per_s | env |", "| --- | --- | --- |", "| crl | 3.250 |  |", "| ppo | 7.000 | reach |", ""]
 
 
+def test_a_measurement_record_names_its_command_as_a_shell_line_relative_to_the_repository(monkeypatch):
+    from scripts.bench import command_line
+
+    monkeypatch.setattr(sys, "argv", ["/elsewhere/wt/scripts/bench/envs.py", "--out",
+                                      "/elsewhere/main/docs/benchmarks/records/throughput/envs.json", "--beside", "a job"])
+    assert command_line() == "python -m scripts.bench.envs --out docs/benchmarks/records/throughput/envs.json --beside 'a job'"
+
+
 def test_a_rewards_record_gets_a_page_of_its_own(tmp_path):
     record = json.loads((RECORDS / "throughput" / "crl_depth0_cpu.json").read_text())
     (tmp_path / "rewards").mkdir()
