@@ -82,8 +82,11 @@ class SuiteTask(BatchedTask):
         return {**self.__dict__, "envs": pickle_by_attributes(self.envs), "_pool": None, "_scratch": {}}
 
     def __setstate__(self, state: dict) -> None:
-        # the bytes are the ones __getstate__ put inside the pickle being loaded now: unpickling them trusts nothing
-        # the outer unpickling did not (crlab's files are never pickles: checkpoints, rollouts and datasets)
+        # Why bytes inside the state: the suite envs need a pickler of their own (envs/attribute_pickle.py: classes
+        # made per call carried by value, views into MjData kept views), and the outer pickler is the caller's
+        # (pickle.dumps, copy.deepcopy, multiprocessing), whose per-type hooks cannot reach either. The bytes are the
+        # ones __getstate__ put inside the pickle being loaded now, so loading them trusts nothing the outer
+        # unpickling did not; crlab's files (checkpoints, rollouts, datasets) are never pickles.
         self.__dict__.update({**state, "envs": pickle.loads(state["envs"])})  # noqa: S301
         threads = len(self._chunks)
         self._pool = ThreadPoolExecutor(threads) if threads > 1 else None
