@@ -237,7 +237,7 @@ def measurement_page(records_root: Path, folder: str, title: str) -> str | None:
     for path in paths:
         record = read_record(path)
         m = record["machine"]
-        lines += [f"## {path.stem}", "", f"`{record['command']}`", "",
+        lines += [f"## {path.stem}", "", f"`{command_text(record['command'])}`", "",
                   f"{m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
                   + f"; torch {record['versions'].get('torch')}; crlab {record['versions'].get('crlab')}"
                   + (f"; finished {record['finished'][:10]}" if record.get("finished") else "")
@@ -246,6 +246,13 @@ def measurement_page(records_root: Path, folder: str, title: str) -> str | None:
         if path.with_suffix(".png").exists():
             lines += [f"![{path.stem}](records/{folder}/{path.stem}.png)", ""]
     return "\n".join(lines)
+
+
+def command_text(command: str) -> str:
+    """A record's command as a page shows it: without `--beside` (the page says what ran beside it) and with paths
+    into a checkout's records relative to the repository."""
+    command = re.sub(r" --beside (?:'[^']*'|.*?)(?= --|$)", "", command)
+    return re.sub(r"/\S*?/(docs/benchmarks/records/)", r"\1", command)
 
 
 def result_tables(results: dict[str, Any]) -> list[str]:

@@ -184,6 +184,13 @@ def test_a_measurement_record_names_its_command_as_a_shell_line_relative_to_the_
     assert command_line() == "python -m scripts.bench.envs --out docs/benchmarks/records/throughput/envs.json --beside 'a job'"
 
 
+def test_a_page_shows_a_record_command_without_its_beside_text_and_with_repository_paths():
+    old = "python -m scripts.bench.rewards clip --out /w/main/docs/benchmarks/records/rewards/c.json --beside two jobs ran --seed 1"
+    new = "python -m scripts.bench.envs --out docs/benchmarks/records/throughput/e.json --beside 'two jobs --x'"
+    assert pages.command_text(old) == "python -m scripts.bench.rewards clip --out docs/benchmarks/records/rewards/c.json --seed 1"
+    assert pages.command_text(new) == "python -m scripts.bench.envs --out docs/benchmarks/records/throughput/e.json"
+
+
 def test_a_rewards_record_gets_a_page_of_its_own(tmp_path):
     record = json.loads((RECORDS / "throughput" / "crl_depth0_cpu.json").read_text())
     (tmp_path / "rewards").mkdir()
