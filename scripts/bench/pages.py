@@ -221,7 +221,7 @@ def headline_block(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple
 
 
 MEASUREMENT_PAGES = {  # records/<folder>/*.json -> <folder>.md: (title, what the numbers are)
-    "throughput": ("Throughput", "env steps / s, updates / s"),
+    "throughput": ("Throughput", "env steps / s, updates / s; and the text-game policies' returns"),
     "rewards": ("Reward modules", "preference accuracy, correlation with the true reward, RL on a learned reward"),
 }
 

@@ -227,7 +227,7 @@ def bench_pebble(args: argparse.Namespace) -> dict[str, Any]:
             varies = len(rows) > 2 and proxy.std() > 0 and gold.std() > 0
             out[name]["proxy_gold_pearson"] = float(np.corrcoef(proxy, gold)[0, 1]) if varies else None
         print(f"{name}: {out[name]['curve']}", flush=True)
-    plot_pebble(curves, (args.out.with_suffix(".png") if args.out else folder / "pebble.png"))
+    plot_pebble(curves, (Path(args.out).with_suffix(".png") if args.out else folder / "pebble.png"))
     return out
 
 

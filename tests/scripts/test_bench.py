@@ -230,3 +230,18 @@ runs:
     study = load_study(write_study(tmp_path, text))
     with pytest.raises(ValueError, match="total_env_steps does not apply: an offline run"):
         runner.run_study(study, seeds=[0], records_root=tmp_path / "records", runs_root=tmp_path / "runs")
+
+
+def test_the_preference_reward_benchmark_writes_a_record_that_the_rewards_page_shows(tmp_path, monkeypatch):
+    """`python -m scripts.bench.rewards preference --out FILE`, tiny: the model beats chance on held-out pairs from
+    other episodes, and the record lands where the rewards page reads it."""
+    from scripts.bench import rewards
+
+    out = tmp_path / "rewards" / "preference.json"
+    monkeypatch.setattr(sys, "argv", ["scripts/bench/rewards.py", "preference", "--episodes", "16", "--pairs", "256",
+                                      "--epochs", "5", "--out", str(out), "--beside", "a test"])
+    rewards.main()
+    record = read_record(out)
+    assert record["beside"] == "a test" and record["command"].startswith("python -m scripts.bench.rewards preference")
+    assert 0.6 < record["results"]["held_out_accuracy"] <= 1.0
+    assert "## preference" in pages.generate(tmp_path)["rewards.md"]
