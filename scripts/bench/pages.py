@@ -3,8 +3,8 @@
 Per study `docs/benchmarks/<study>.md` (one row per run: final success as an interquartile mean over seeds with a
 95 % stratified-bootstrap interval, per-seed values, steps and wall clock at the stop, the published numbers the
 study names, where and with what it ran) and `<study>.png` (success against steps, IQM with its band, and each
-seed against wall clock); `index.md` (every study's rows), `throughput.md` and `rewards.md` (the measurement records), and the
-README's results block (headline rows and `headline.png`). `--check` regenerates into memory and fails when a
+seed against wall clock); `index.md` (every study's rows), `throughput.md` and `rewards.md` (the measurement
+records), and the README's results block (headline rows and `headline.png`). `--check` regenerates into memory and fails when a
 committed page differs: no number on these pages is typed by hand.
 """
 
