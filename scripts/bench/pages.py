@@ -25,8 +25,8 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from scripts.aggregate import iqm, stratified_bootstrap_ci  # noqa: E402
-from scripts.bench.record import RECORDS, ROOT, read_record, training_records  # noqa: E402
-from scripts.bench.study import STUDIES, load_study  # noqa: E402
+from scripts.bench.record import RECORDS, ROOT, metric_of, metric_text, read_record, training_records  # noqa: E402
+from scripts.bench.study import METRICS, STUDIES, load_study  # noqa: E402
 from scripts.report import step_column  # noqa: E402
 
 PAGES = ROOT / "docs" / "benchmarks"
@@ -44,29 +44,38 @@ def by_study(records: list[dict[str, Any]]) -> dict[str, dict[str, list[dict[str
 
 
 def final_stat(records: list[dict[str, Any]]) -> dict[str, Any]:
-    finals = np.array([r["curve_columns"]["eval_success_rate"][-1] for r in records])
+    metric = metric_of(records[0])
+    finals = np.array([r["curve_columns"][metric][-1] for r in records])
     low, high = stratified_bootstrap_ci([finals], iqm, REPS, CONFIDENCE, BOOT_SEED)
-    return {"iqm": float(iqm(finals)), "low": float(low), "high": float(high), "finals": finals}
+    return {"iqm": float(iqm(finals)), "low": float(low), "high": float(high), "finals": finals, "metric": metric}
 
 
 def success_text(stat: dict[str, Any]) -> str:
-    if len(stat["finals"]) == 1:
-        return f"{stat['iqm']:.2f} (1 seed)"
-    return f"{stat['iqm']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
+    """The IQM and its interval; a study that reports returns says so ("return 520.3 [...]")."""
+    metric = stat["metric"]
+    text = (f"{metric_text(metric, stat['iqm'])} (1 seed)" if len(stat["finals"]) == 1 else
+            f"{metric_text(metric, stat['iqm'])} [{metric_text(metric, stat['low'])}, {metric_text(metric, stat['high'])}]")
+    return text if metric == "eval_success_rate" else f"{METRICS[metric]} {text}"
+
+
+def values_text(metric: str, values: Any) -> str:
+    return " / ".join(metric_text(metric, v) for v in values)
 
 
 def common_curve(records: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """IQM and band of success over the steps every seed evaluated: (steps (T,), iqm, low, high)."""
+    """IQM and band of the study's metric over the steps every seed evaluated: (steps (T,), iqm, low, high)."""
     x = [r["curve_columns"][step_column(r["curve_columns"])] for r in records]
     steps = sorted(set.intersection(*(set(xs.astype(int).tolist()) for xs in x)))
-    table = np.stack([r["curve_columns"]["eval_success_rate"][np.searchsorted(xs, steps)]
+    table = np.stack([r["curve_columns"][metric_of(r)][np.searchsorted(xs, steps)]
                       for r, xs in zip(records, x)])  # (seeds, T)
     low, high = stratified_bootstrap_ci([table], iqm, REPS, CONFIDENCE, BOOT_SEED)
     return np.array(steps), iqm(table), low, high
 
 
 def plot_study(runs: dict[str, list[dict[str, Any]]], title: str, x_label: str, wall: bool = True) -> bytes:
-    """Success against steps (IQM over seeds, band = 95 % bootstrap CI) and, per seed, against wall clock."""
+    """Success (or return) against steps (IQM over seeds, band = 95 % bootstrap CI) and, per seed, against wall
+    clock."""
+    metric = metric_of(next(iter(runs.values()))[0])
     fig, axes = plt.subplots(1, 2 if wall else 1, figsize=(10 if wall else 5.2, 3.6), layout="constrained",
                              squeeze=False)
     axes = axes[0]
@@ -78,15 +87,16 @@ def plot_study(runs: dict[str, list[dict[str, Any]]], title: str, x_label: str, 
         if wall:
             for record in records:
                 c = record["curve_columns"]
-                axes[1].plot(c["wall_time_s"], c["eval_success_rate"], color=line.get_color(), alpha=0.8, lw=1)
+                axes[1].plot(c["wall_time_s"], c[metric], color=line.get_color(), alpha=0.8, lw=1)
     axes[0].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
     axes[0].set_xlabel(x_label)
-    axes[0].set_ylabel("eval success (IQM over seeds)")
+    axes[0].set_ylabel(f"eval {METRICS[metric]} (IQM over seeds)")
     if wall:
         axes[1].set_xlabel("wall clock (s)")
-        axes[1].set_ylabel("eval success (each seed)")
+        axes[1].set_ylabel(f"eval {METRICS[metric]} (each seed)")
     for ax in axes:
-        ax.set_ylim(-0.03, 1.03)
+        if metric == "eval_success_rate":
+            ax.set_ylim(-0.03, 1.03)
         ax.grid(alpha=0.3)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", fontsize=8,
                ncols=min(3 if wall or len(runs) <= 6 else 2, len(runs)))
@@ -110,8 +120,8 @@ def machines_text(records: list[dict[str, Any]]) -> list[str]:
 def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, bytes]:
     first = next(iter(runs.values()))[0]
     study, budget = first["study"], first["budget"]
-    x_label = budget.get("x_label", "env steps")
-    head = ["run", "agent", "what it is", "seeds", "final success, IQM [95 % CI]", "per seed",
+    x_label, metric = budget.get("x_label", "env steps"), metric_of(first)
+    head = ["run", "agent", "what it is", "seeds", f"final {METRICS[metric]}, IQM [95 % CI]", "per seed",
             "best evaluation, per seed", f"{x_label} at the end", "wall clock (s)"]
     lines = [f"# {study['title']}", "", textwrap.fill(study["description"], 120), "",
              f"Budget per run: {budget.get('text', '')}. Final = the last evaluation of each run; best = its highest "
@@ -125,8 +135,8 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
         walls = [float(r["curve_columns"]["wall_time_s"][-1]) for r in records]
         lines.append("| " + " | ".join([
             f"`{run}`", f"`{records[0]['agent']}`", records[0]["note"].replace("|", "/"), ", ".join(str(r["seed"]) for r in records),
-            success_text(stat), " / ".join(f"{v:.2f}" for v in stat["finals"]),
-            " / ".join(f"{max(r['curve_columns']['eval_success_rate']):.2f}" for r in records),
+            success_text(stat), values_text(metric, stat["finals"]),
+            values_text(metric, [max(r["curve_columns"][metric]) for r in records]),
             " / ".join(f"{e:,}" for e in ends), " / ".join(f"{w:.0f}" for w in walls)]) + " |")
     lines += grid_table(name, study, runs)
     if study.get("references"):
@@ -298,7 +308,8 @@ def generate(records_root: Path = RECORDS, readme_text: str | None = None) -> di
     files: dict[str, bytes | str] = {}
     index = ["# Benchmarks", "", "Generated from the records in [`records/`](records/) by `python -m scripts.bench "
              "report`; a study is a file in `scripts/bench/studies/`, run with `python -m scripts.bench run STUDY`.", "",
-             "| study | run | final success, IQM [95 % CI] | seeds | budget |", "| --- | --- | --- | --- | --- |"]
+             "| study | run | final success (or return), IQM [95 % CI] | seeds | budget |",
+             "| --- | --- | --- | --- | --- |"]
     for name, runs in studies.items():
         page, png = study_page(name, runs)
         files[f"{name}.md"], files[f"{name}.png"] = page, png

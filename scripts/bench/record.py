@@ -19,8 +19,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from scripts.report import read_curve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,5 +123,11 @@ def training_records(root: Path = RECORDS) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (r["study"]["name"], r["run"], r["seed"]))
 
 
-def final_success(record: dict[str, Any]) -> float:
-    return float(np.asarray(record["curve_columns"]["eval_success_rate"])[-1])
+def metric_of(record: dict[str, Any]) -> str:
+    """The curve column a record's study reports: eval_success_rate unless its study file names another metric."""
+    return (record["study"].get("file") or {}).get("metric", "eval_success_rate")
+
+
+def metric_text(metric: str, value: float) -> str:
+    """A metric's value as pages and logs print it: success to two decimals, a return to one."""
+    return f"{value:.2f}" if metric == "eval_success_rate" else f"{value:.1f}"

@@ -17,8 +17,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from scripts.bench.record import RECORDS, ROOT, load_average, machine, now, read_record, record_stem, versions, write_record
-from scripts.bench.study import PrepareStep, RunSpec, Study, fill
+from scripts.bench.record import RECORDS, ROOT, load_average, machine, metric_of, metric_text, now, read_record, record_stem, versions, write_record
+from scripts.bench.study import METRICS, PrepareStep, RunSpec, Study, fill
 from scripts.report import read_curve, step_column
 
 RUNS = ROOT / "runs" / "bench"
@@ -209,7 +209,8 @@ def finish(study: Study, spec: RunSpec, seed: int, cfg: DictConfig, overrides: l
     record = record_of(study, spec, seed, saved, prepared, overrides, started, load_before, segment_s, note, code)
     path = write_record(stem, record, run_dir / "metrics.csv")
     curve = read_curve(run_dir / "metrics.csv")
-    print(f"[{study.name}] {spec.name} seed {seed}: final success {curve['eval_success_rate'][-1]:.2f} at "
+    name = METRICS[study.metric]
+    print(f"[{study.name}] {spec.name} seed {seed}: final {name} {metric_text(study.metric, curve[study.metric][-1])} at "
           f"{int(curve[step_column(curve)][-1]):,} {spec.budget.x_label}, {curve['wall_time_s'][-1]:.0f} s -> {path}",
           flush=True)
     return path
@@ -290,10 +291,10 @@ def rerun(record_path: Path, out_root: Path, note: str = "") -> Path:
     path = write_record(record_stem(old["study"]["name"], old["run"], old["seed"], out_root / "records"), record,
                         run_dir / "metrics.csv")
     new = read_record(path)
-    x = old["budget"].get("x_label", "env steps")
+    x, metric = old["budget"].get("x_label", "env steps"), metric_of(old)
     for name, rec in (("recorded", old), ("rerun", new)):
         c = rec["curve_columns"]
-        print(f"{name:>9}: final success {c['eval_success_rate'][-1]:.2f} at {int(c[step_column(c)][-1]):,} {x}, "
+        print(f"{name:>9}: final {METRICS[metric]} {metric_text(metric, c[metric][-1])} at {int(c[step_column(c)][-1]):,} {x}, "
               f"{c['wall_time_s'][-1]:.0f} s")
     print(f"record: {path}")
     return path

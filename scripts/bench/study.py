@@ -17,6 +17,7 @@ prepares and the published numbers it is compared with. The runner (scripts/benc
       - {label: "OGBench, CRL", value: "0.19 ± 0.07", source: "Park et al. 2024, Table 2"}
     headline: {run: crl, baseline: sb3_sac_her, label: Push (20 min)}   # optional: a row of the README's headline
                                                   # table (baseline: optional, the run shown beside it)
+    metric: eval_return                # optional: what the pages report, eval_success_rate (default) or eval_return
     grid:                              # optional: runs as rows x columns on the page, published values beside
       columns: [navigate, stitch]
       rows: [{label: GCBC, runs: [gcbc_navigate, gcbc_stitch], published: ["9 ± 6 %", "23 ± 18 %"]}]
@@ -40,7 +41,8 @@ BUDGET_KEYS = ("time_limit_s", "env_steps", "gradient_steps")
 PREPARE_KINDS = ("make_dataset", "make_preferences", "train")
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 STUDY_KEYS = {"title", "description", "env", "budget", "eval_every", "seeds", "overrides", "prepare", "runs",
-              "references", "headline", "x_axis", "grid"}
+              "references", "headline", "metric", "grid"}
+METRICS = {"eval_success_rate": "success", "eval_return": "return"}  # metrics.csv column -> its name on pages
 RUN_KEYS = {"agent", "env", "overrides", "budget", "eval_every", "note"}
 
 
@@ -123,6 +125,7 @@ class Study:
     runs: dict[str, RunSpec]
     references: tuple[dict[str, str], ...] = ()
     headline: dict[str, str] | None = None
+    metric: str = "eval_success_rate"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
@@ -208,9 +211,14 @@ def load_study(name_or_path: str | Path) -> Study:
         raise StudyError(f"{where}: headline.run must be one of {', '.join(runs)}")
     if headline is not None and headline.get("baseline", headline["run"]) not in runs:
         raise StudyError(f"{where}: headline.baseline '{headline['baseline']}' must be one of {', '.join(runs)}")
+    metric = raw.get("metric", "eval_success_rate")
+    if metric not in METRICS:
+        raise StudyError(f"{where}: metric {metric!r} must be one of {', '.join(METRICS)}")
+    if metric != "eval_success_rate" and (headline is not None or raw.get("grid") is not None):
+        raise StudyError(f"{where}: headline and grid compare success rates; a study with metric {metric} has neither")
     return Study(path.stem, path, str(raw["title"]), str(raw.get("description", "")).strip(), tuple(seeds),
                  _strings(raw.get("overrides"), f"{where}: overrides"), tuple(prepare), runs,
-                 tuple(raw.get("references") or ()), headline, raw)
+                 tuple(raw.get("references") or ()), headline, metric, raw)
 
 
 def check_grid(grid: Any, runs: dict[str, RunSpec], where: str) -> None:
