@@ -65,7 +65,7 @@ class CURLConfig:
     warmup_steps: int = 1_000  # env steps with uniform random actions before learning starts
     updates_per_step: float = 1.0  # gradient steps per env step (per copy); CURL: 1
     channels_last: bool = True  # NHWC convolutions: faster with oneDNN and cuDNN, same numbers up to rounding
-    conv_precision: str = "fp32"  # "bf16": convolutions under bfloat16 autocast (CPU update 1.5x faster)
+    conv_precision: str = "fp32"  # "bf16": convolutions under bfloat16 autocast (CPU: 1.38x NHWC fp32's updates/s)
     compile: bool = False  # torch.compile the update (both of its variants: with and without the actor step)
 
     def __post_init__(self) -> None:

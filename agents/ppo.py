@@ -10,7 +10,8 @@ networks (agents/ppo_policy.py). The rollout stores the raw inputs; the statisti
 collected and are updated once per rollout, so the update normalises the rollout exactly as the acting policy did
 and its first minibatch sees the same log-probabilities (ratio 1). For vector inputs the minibatch step (gradient,
 norm clip, Adam) is written out (agents/ppo_fused.py) rather than left to autograd and torch.optim: the same numbers,
-1.7x the env-steps/s on CPU; `compile=True` runs it and the acting pass through torch.compile (1.4x again).
+1.50x the env-steps/s on a 2-core CPU; `compile=True` runs it and the acting pass through torch.compile (1.34x
+again). Both ratios are from docs/benchmarks/records/throughput/ppo_vs_sb3.json.
 
 Bootstrapping: a terminated step has no future; a truncated (time-limit) step bootstraps from V of the true final
 observation, which the training loop passes as `next_obs`.

@@ -219,6 +219,19 @@ def test_a_study_that_reports_returns_gets_them_on_its_page_with_their_iqm(tmp_p
     assert files["returns.png"][:4] == b"\x89PNG"
 
 
+@pytest.mark.parametrize("steps, length", [(100, 10), (60, 25)])
+def test_next_step_autoreset_loses_one_env_step_per_episode_and_same_step_none(steps, length):
+    import gymnasium
+
+    from scripts.bench.autoreset import loop_rate
+    for mode, usable in (("same_step", 1.0), ("next_step", 1 - (steps // (length + 1)) / steps)):
+        env = gymnasium.make_vec("crlab/Reach-v0", num_envs=3, vectorization_mode="vector_entry_point",
+                                 autoreset_mode=mode, max_episode_steps=length)
+        rate, share = loop_rate(env, mode, steps, seed=0)
+        env.close()
+        assert share == pytest.approx(usable) and rate > 0  # every (length + 1)-th step of a copy is its reset
+
+
 def test_every_committed_record_names_its_config_machine_and_versions():
     for path in sorted(RECORDS.rglob("*.json")):
         record = json.loads(path.read_text())
