@@ -6,9 +6,9 @@ every crlab env has: both Gymnasium faces (`BatchedEnv`, `BatchedVectorEnv`), pi
 observation, reward and success are the suite env's own, for the same seed (tests/envs/test_suites.py).
 
 Batching: MuJoCo's Python bindings release the GIL inside `mj_step`, so the copies are stepped in contiguous
-chunks on a thread pool, one thread per core by default: on the 2-core CPU, FetchPush x8 steps at 1.5x one env
-(scripts.bench.envs: 1,508 vs 983 env-steps/s). Where the step is mostly Python, threads only add overhead: PointMaze sets
-`threads=1`, and MetaWorld's vector form puts its copies in worker processes instead (envs/subprocess_task.py).
+chunks on a thread pool, one thread per core by default: on the 2-core CPU, FetchPush x8 steps at 1.6x one env
+(1,622 vs 1,007 env-steps/s, docs/benchmarks/records/throughput/suites.json). Where the step is mostly Python,
+threads only add overhead: PointMaze sets `threads=1`, and MetaWorld's vector form puts its copies in worker processes instead (envs/subprocess_task.py).
 
 Seeding follows `SyncVectorEnv`: after `seed(s)` copy i's next reset is `reset(seed=s + i)`; later autoresets
 are unseeded, so vector copy i replays the single env seeded s + i.
