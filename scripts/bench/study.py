@@ -163,8 +163,13 @@ def _unknown(keys: Any, allowed: set[str], where: str) -> None:
 def load_study(name_or_path: str | Path) -> Study:
     """Read and check a study file; StudyError (one line) on anything that would fail later."""
     path = study_path(name_or_path)
-    raw = yaml.safe_load(path.read_text())
     where = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise StudyError(f"{where}: not valid YAML{at}: {getattr(err, 'problem', None) or err}") from None
     if not isinstance(raw, dict):
         raise StudyError(f"{where}: a study is a mapping of {', '.join(sorted(STUDY_KEYS))}")
     _unknown(raw, STUDY_KEYS, where)

@@ -121,6 +121,7 @@ def test_a_prepared_policy_checkpoint_is_the_one_nearest_the_target_success(tmp_
     (("baseline: sft", "baseline: gcbc"), "headline.baseline 'gcbc' must be one of cpl, sft"),
     (("runs: [sft]}]", "runs: [sft, cpl]}]"), "grid row 'SFT': runs must name 1 runs"),
     (("runs: [cpl], published", "runs: [nope], published"), "grid row 'CPL'"),
+    (("title: Tiny CPL study", "title: Tiny: CPL study"), "not valid YAML at line 2, column 12: mapping values are not allowed"),
     (("eval_every: 10", "eval_every: 10\nmetric: reward"), "metric 'reward' must be one of eval_success_rate, eval_return"),
     (("eval_every: 10", "eval_every: 10\nmetric: eval_return"), "a study with metric eval_return has neither"),
 ])
