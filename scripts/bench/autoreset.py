@@ -45,7 +45,8 @@ def loop_rate(env: gymnasium.vector.VectorEnv, mode: str, vector_steps: int, see
     return vector_steps / elapsed, usable / (vector_steps * env.num_envs)
 
 
-def measure(env_id: str, copies: list[int], vector_steps: list[int], repeats: list[int], seed: int) -> list[dict[str, Any]]:
+def measure(env_id: str, copies: list[int], vector_steps: list[int], repeats: list[int],
+            seed: int) -> list[dict[str, Any]]:
     rows = []
     for num_envs, steps, reps in zip(copies, vector_steps, repeats):
         vecs = {mode: gymnasium.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",

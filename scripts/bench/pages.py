@@ -1,11 +1,12 @@
 """Benchmark pages made from the records alone: `python -m scripts.bench report [--check]`.
 
-Per study `docs/benchmarks/<study>.md` (one row per run: final success as an interquartile mean over seeds with a
-95 % stratified-bootstrap interval, per-seed values, steps and wall clock at the stop, the published numbers the
-study names, where and with what it ran) and `<study>.png` (success against steps, IQM with its band, and each
-seed against wall clock); `index.md` (every study's rows), `throughput.md` and `rewards.md` (the measurement
-records), and the README's results block (headline rows and `headline.png`). `--check` regenerates into memory and fails when a
-committed page differs: no number on these pages is typed by hand.
+Per study `docs/benchmarks/<study>.md` (one row per run: final success, or return for a study with `metric:
+eval_return`, as an interquartile mean over seeds with a 95 % stratified-bootstrap interval, per-seed values, steps
+and wall clock at the stop, the published numbers the study names, where and with what it ran) and `<study>.png`
+(the metric against steps, IQM with its band, and each seed against wall clock); `index.md` (every study's rows),
+`throughput.md` and `rewards.md` (the measurement records), and the README's results block (headline rows and
+`headline.png`). `--check` regenerates into memory and fails when a committed page differs: no number on these
+pages is typed by hand.
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ def final_stat(records: list[dict[str, Any]]) -> dict[str, Any]:
 def success_text(stat: dict[str, Any]) -> str:
     """The IQM and its interval; a study that reports returns says so ("return 520.3 [...]")."""
     metric = stat["metric"]
-    text = (f"{metric_text(metric, stat['iqm'])} (1 seed)" if len(stat["finals"]) == 1 else
-            f"{metric_text(metric, stat['iqm'])} [{metric_text(metric, stat['low'])}, {metric_text(metric, stat['high'])}]")
+    mid, low, high = (metric_text(metric, stat[k]) for k in ("iqm", "low", "high"))
+    text = f"{mid} (1 seed)" if len(stat["finals"]) == 1 else f"{mid} [{low}, {high}]"
     return text if metric == "eval_success_rate" else f"{METRICS[metric]} {text}"
 
 

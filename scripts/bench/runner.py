@@ -209,8 +209,8 @@ def finish(study: Study, spec: RunSpec, seed: int, cfg: DictConfig, overrides: l
     record = record_of(study, spec, seed, saved, prepared, overrides, started, load_before, segment_s, note, code)
     path = write_record(stem, record, run_dir / "metrics.csv")
     curve = read_curve(run_dir / "metrics.csv")
-    name = METRICS[study.metric]
-    print(f"[{study.name}] {spec.name} seed {seed}: final {name} {metric_text(study.metric, curve[study.metric][-1])} at "
+    final = f"final {METRICS[study.metric]} {metric_text(study.metric, curve[study.metric][-1])}"
+    print(f"[{study.name}] {spec.name} seed {seed}: {final} at "
           f"{int(curve[step_column(curve)][-1]):,} {spec.budget.x_label}, {curve['wall_time_s'][-1]:.0f} s -> {path}",
           flush=True)
     return path
@@ -294,7 +294,8 @@ def rerun(record_path: Path, out_root: Path, note: str = "") -> Path:
     x, metric = old["budget"].get("x_label", "env steps"), metric_of(old)
     for name, rec in (("recorded", old), ("rerun", new)):
         c = rec["curve_columns"]
-        print(f"{name:>9}: final {METRICS[metric]} {metric_text(metric, c[metric][-1])} at {int(c[step_column(c)][-1]):,} {x}, "
+        final = f"final {METRICS[metric]} {metric_text(metric, c[metric][-1])}"
+        print(f"{name:>9}: {final} at {int(c[step_column(c)][-1]):,} {x}, "
               f"{c['wall_time_s'][-1]:.0f} s")
     print(f"record: {path}")
     return path
