@@ -97,6 +97,12 @@ def read_curve(path: Path) -> dict[str, np.ndarray]:
     return {c: np.array([float(r[c]) if r.get(c) not in (None, "") else np.nan for r in rows]) for c in columns}
 
 
+def read_rows(path: Path) -> list[dict[str, float]]:
+    """`read_curve`, row-wise: one {column: value} per evaluation."""
+    columns = read_curve(path)
+    return [dict(zip(columns, values)) for values in zip(*(v.tolist() for v in columns.values()))]
+
+
 def step_column(columns: dict[str, Any]) -> str:
     """The step column of a curve: `gradient_steps` for an offline run, else `env_steps`."""
     return next((c for c in STEP_COLUMNS if c in columns), "env_steps")

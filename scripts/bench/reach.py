@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from agents import resolve_device
 from scripts.bench import add_record_args, machine_info, write_results
 from scripts.engine import train
-from scripts.report import read_curve
+from scripts.report import read_rows
 from scripts.run_setup import compose_config
 
 
@@ -40,16 +40,10 @@ def first_crossing(rows: list[dict[str, float]], threshold: float) -> dict[str, 
     }
 
 
-def read_metrics(path: Path) -> list[dict[str, float]]:
-    """metrics.csv as rows of floats (scripts.report.read_curve, row-wise)."""
-    columns = read_curve(path)
-    return [dict(zip(columns, values)) for values in zip(*(v.tolist() for v in columns.values()))]
-
-
 def run_agent(cfg: DictConfig, run_dir: Path) -> list[dict[str, float]]:
     """Train with `scripts.train`'s engine; return the run's metrics.csv rows."""
     train(cfg, run_dir)
-    return read_metrics(run_dir / "metrics.csv")
+    return read_rows(run_dir / "metrics.csv")
 
 
 def fmt(value: float | int | None) -> str:

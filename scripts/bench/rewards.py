@@ -23,7 +23,6 @@ Each prints a JSON summary and, with --out, writes it.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import platform
 import tempfile
@@ -44,6 +43,7 @@ from rewards.preference import PreferenceRewardModel, SyntheticLabeler, preferen
 from scripts.bench import add_record_args, write_results
 from scripts.engine import train
 from scripts.finetune_clip import finetune, scripted_reach_actions
+from scripts.report import last_row, read_rows
 from scripts.run_setup import compose_config
 
 ENV_ID = "crlab/Reach-v0"
@@ -151,12 +151,16 @@ def bench_clip(args: argparse.Namespace) -> dict[str, Any]:
     spearman = float(stats.spearmanr(values, -distance)[0])
     return {"benchmark": "clip", "frames": args.frames, "steps": args.steps, "liv_weight": args.liv_weight,
             "goal_prompts": GOAL_CAPTIONS, "held_out_transitions": int(len(values)), "spearman": spearman,
-            "target": 0.7, "train_time_s": train_time, "checkpoint": str(checkpoint)}
+            "target": 0.7, "train_time_s": train_time, "checkpoint": kept_path(args, checkpoint)}
 
 
 def final_success(run_dir: Path) -> float:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return float(list(csv.DictReader(f))[-1]["eval_success_rate"])
+    return last_row(run_dir / "metrics.csv")["eval_success_rate"]
+
+
+def kept_path(args: argparse.Namespace, path: Path) -> str | None:
+    """`path` as the record keeps it: where --work-dir put it; None in a temporary folder, which means nothing later."""
+    return str(path) if args.work_dir else None
 
 
 def bench_rl(args: argparse.Namespace) -> dict[str, Any]:
@@ -177,7 +181,7 @@ def bench_rl(args: argparse.Namespace) -> dict[str, Any]:
         run_dir = train(compose_config("train", overrides), folder / name)
         out[f"{name}_success"] = final_success(run_dir)
         out[f"{name}_time_s"] = time.perf_counter() - start
-        out[f"{name}_run"] = str(run_dir)
+        out[f"{name}_run"] = kept_path(args, run_dir)
     out["gap_points"] = 100 * (out["ground_truth_success"] - out["preference_success"])
     out["target_gap_points"] = 10
     return out
@@ -214,15 +218,13 @@ def bench_pebble(args: argparse.Namespace) -> dict[str, Any]:
     for name, overrides in runs.items():
         start = time.perf_counter()
         run_dir = train(compose_config("train", overrides), folder / name)
-        with open(run_dir / "metrics.csv", newline="") as f:
-            rows = list(csv.DictReader(f))
-        curves[name] = [{k: float(v) for k, v in r.items() if v not in ("", None)} for r in rows]
-        out[name] = {"success": float(rows[-1]["eval_success_rate"]), "gold_return": float(rows[-1]["eval_return"]),
-                     "time_s": time.perf_counter() - start, "run": str(run_dir),
-                     "curve": [(int(r["env_steps"]), round(float(r["eval_success_rate"]), 2)) for r in rows]}
+        rows = curves[name] = read_rows(run_dir / "metrics.csv")
+        out[name] = {"success": rows[-1]["eval_success_rate"], "gold_return": rows[-1]["eval_return"],
+                     "time_s": time.perf_counter() - start, "run": kept_path(args, run_dir),
+                     "curve": [(int(r["env_steps"]), round(r["eval_success_rate"], 2)) for r in rows]}
         if "eval_proxy_return" in rows[-1]:
-            gold = np.array([float(r["eval_return"]) for r in rows])
-            proxy = np.array([float(r["eval_proxy_return"]) for r in rows])
+            gold = np.array([r["eval_return"] for r in rows])
+            proxy = np.array([r["eval_proxy_return"] for r in rows])
             out[name]["proxy_return"] = float(proxy[-1])
             varies = len(rows) > 2 and proxy.std() > 0 and gold.std() > 0
             out[name]["proxy_gold_pearson"] = float(np.corrcoef(proxy, gold)[0, 1]) if varies else None
