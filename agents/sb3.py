@@ -68,7 +68,7 @@ class SB3PPOConfig:
 
 @dataclass
 class SB3SACConfig:
-    """Fields of `scripts/conf/agent/sb3_sac.yaml` (SB3 SAC; FetchReach-style defaults as in scripts/bench/reach.py)."""
+    """Fields of `scripts/conf/agent/sb3_sac.yaml` (SB3 SAC, FetchReach-style defaults)."""
 
     lr: float = 1e-3
     buffer_size: int = 1_000_000

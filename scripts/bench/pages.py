@@ -2,11 +2,11 @@
 
 Per study `docs/benchmarks/<study>.md` (one row per run: final success, or return for a study with `metric:
 eval_return`, as an interquartile mean over seeds with a 95 % stratified-bootstrap interval, per-seed values, steps
-and wall clock at the stop, the published numbers the study names, where and with what it ran) and `<study>.png`
-(the metric against steps, IQM with its band, and each seed against wall clock); `index.md` (every study's rows),
-`throughput.md` and `rewards.md` (the measurement records), and the README's results block (headline rows and
-`headline.png`). `--check` regenerates into memory and fails when a committed page differs: no number on these
-pages is typed by hand.
+and wall clock at the stop, each seed's time to the study's `target`, the published numbers the study names, where
+and with what it ran) and `<study>.png` (the metric against steps, IQM with its band, and each seed against wall
+clock); `index.md` (every study's rows), `throughput.md` and `rewards.md` (the measurement records), and the
+README's results block (headline rows and `headline.png`). `--check` regenerates into memory and fails when a
+committed page differs: no number on these pages is typed by hand.
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
             values_text(metric, [max(r["curve_columns"][metric]) for r in records]),
             " / ".join(f"{e:,}" for e in ends), " / ".join(f"{w:.0f}" for w in walls)]) + " |")
     lines += grid_table(name, study, runs)
+    lines += target_table(name, study, runs, x_label)
     if study.get("references"):
         lines += ["", "Published or target numbers beside it:", ""]
         lines += [f"- {ref['label']}: **{ref['value']}** ({ref['source']})" for ref in study["references"]]
@@ -155,13 +156,43 @@ def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, b
     return "\n".join(lines) + "\n", png
 
 
+def study_key(name: str, study: dict[str, Any], key: str) -> Any:
+    """A key of the records' study file, or of the study file in the repository when the records predate the key (a
+    page's layout; every number still comes from the records)."""
+    value = study["file"].get(key)
+    if value is None and (STUDIES / f"{name}.yaml").is_file():
+        value = load_study(name).raw.get(key)
+    return value
+
+
+def first_at(curve: dict[str, Any], target: float) -> tuple[float, int] | None:
+    """(wall clock, steps) of a curve's first evaluation with success >= target; None if it never gets there."""
+    hits = np.flatnonzero(curve["eval_success_rate"] >= target)
+    if not len(hits):
+        return None
+    return float(curve["wall_time_s"][hits[0]]), int(curve[step_column(curve)][hits[0]])
+
+
+def target_table(name: str, study: dict[str, Any], runs: dict[str, list[dict[str, Any]]], x_label: str) -> list[str]:
+    """With the study's `target`: each seed's wall clock and steps to its first evaluation at or above it."""
+    target = study_key(name, study, "target")
+    if target is None:
+        return []
+    lines = ["", f"Time to the target: each seed's first evaluation with success >= {target:.2f} (never: not reached).",
+             "", f"| run | seeds | wall clock (s) | {x_label} |", "| --- | --- | --- | --- |"]
+    for run, records in runs.items():
+        hits = [first_at(r["curve_columns"], target) for r in records]
+        lines.append(f"| `{run}` | {', '.join(str(r['seed']) for r in records)} | "
+                     + " / ".join("never" if h is None else f"{h[0]:.0f}" for h in hits) + " | "
+                     + " / ".join("never" if h is None else f"{h[1]:,}" for h in hits) + " |")
+    return lines
+
+
 def grid_table(name: str, study: dict[str, Any], runs: dict[str, list[dict[str, Any]]]) -> list[str]:
     """The study's `grid` (scripts/bench/study.py check_grid) as a table of final success, IQM and per seed, with the
     published value beside each cell. The layout comes from the records' study file, or from the study file in the
     repository when the records predate their study's grid: every number still comes from the records."""
-    grid = study["file"].get("grid")
-    if grid is None and (STUDIES / f"{name}.yaml").is_file():
-        grid = load_study(name).raw.get("grid")
+    grid = study_key(name, study, "grid")
     if not grid:
         return []
     published = any(row.get("published") for row in grid["rows"])

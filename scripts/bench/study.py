@@ -18,6 +18,8 @@ prepares and the published numbers it is compared with. The runner (scripts/benc
     headline: {run: crl, baseline: sb3_sac_her, label: Push (20 min)}   # optional: a row of the README's headline
                                                   # table (baseline: optional, the run shown beside it)
     metric: eval_return                # optional: what the pages report, eval_success_rate (default) or eval_return
+    target: 0.8                        # optional: a success rate; the page gives each seed's wall clock and steps to
+                                       # its first evaluation at or above it
     grid:                              # optional: runs as rows x columns on the page, published values beside
       columns: [navigate, stitch]
       rows: [{label: GCBC, runs: [gcbc_navigate, gcbc_stitch], published: ["9 ± 6 %", "23 ± 18 %"]}]
@@ -41,7 +43,7 @@ BUDGET_KEYS = ("time_limit_s", "env_steps", "gradient_steps")
 PREPARE_KINDS = ("make_dataset", "make_preferences", "train")
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 STUDY_KEYS = {"title", "description", "env", "budget", "eval_every", "seeds", "overrides", "prepare", "runs",
-              "references", "headline", "metric", "grid"}
+              "references", "headline", "metric", "grid", "target"}
 METRICS = {"eval_success_rate": "success", "eval_return": "return"}  # metrics.csv column -> its name on pages
 RUN_KEYS = {"agent", "env", "overrides", "budget", "eval_every", "note"}
 
@@ -219,8 +221,11 @@ def load_study(name_or_path: str | Path) -> Study:
     metric = raw.get("metric", "eval_success_rate")
     if metric not in METRICS:
         raise StudyError(f"{where}: metric {metric!r} must be one of {', '.join(METRICS)}")
-    if metric != "eval_success_rate" and (headline is not None or raw.get("grid") is not None):
-        raise StudyError(f"{where}: headline and grid compare success rates; a study with metric {metric} has neither")
+    if metric != "eval_success_rate" and any(raw.get(k) is not None for k in ("headline", "grid", "target")):
+        raise StudyError(f"{where}: headline, grid and target are success rates; a study with metric {metric} has none")
+    target = raw.get("target")
+    if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1):
+        raise StudyError(f"{where}: target {target!r} must be a success rate in (0, 1]")
     return Study(path.stem, path, str(raw["title"]), str(raw.get("description", "")).strip(), tuple(seeds),
                  _strings(raw.get("overrides"), f"{where}: overrides"), tuple(prepare), runs,
                  tuple(raw.get("references") or ()), headline, metric, raw)

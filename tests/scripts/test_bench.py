@@ -123,7 +123,8 @@ def test_a_prepared_policy_checkpoint_is_the_one_nearest_the_target_success(tmp_
     (("runs: [cpl], published", "runs: [nope], published"), "grid row 'CPL'"),
     (("title: Tiny CPL study", "title: Tiny: CPL study"), "not valid YAML at line 2, column 12: mapping values are not allowed"),
     (("eval_every: 10", "eval_every: 10\nmetric: reward"), "metric 'reward' must be one of eval_success_rate, eval_return"),
-    (("eval_every: 10", "eval_every: 10\nmetric: eval_return"), "a study with metric eval_return has neither"),
+    (("eval_every: 10", "eval_every: 10\nmetric: eval_return"), "a study with metric eval_return has none"),
+    (("eval_every: 10", "eval_every: 10\ntarget: 80"), "target 80 must be a success rate in"),
 ])
 def test_a_bad_study_is_refused_in_one_line_naming_the_problem(tmp_path, edit, message):
     with pytest.raises(StudyError, match=message) as err:
@@ -218,6 +219,20 @@ def test_a_study_that_reports_returns_gets_them_on_its_page_with_their_iqm(tmp_p
     assert "| 0, 1 | return 500.0 [400.0, 600.0] | 400.0 / 600.0 | 400.0 / 600.0 | 100 / 100 |" in page  # mean of 2
     assert "| `curl` | return 500.0 [400.0, 600.0] | 2 |" in files["index.md"]
     assert files["returns.png"][:4] == b"\x89PNG"
+
+
+def test_a_study_with_a_target_gets_each_seeds_time_and_steps_to_it(tmp_path):
+    record = read_record(RECORDS / "reach" / "crl.seed0.json")
+    study = {**record["study"], "name": "timed", "file": {**record["study"]["file"], "target": 0.5}}
+    for seed, success in enumerate([(0.2, 0.5, 0.9), (0.0, 0.1, 0.4)]):
+        csv = tmp_path / f"metrics{seed}.csv"
+        csv.write_text("env_steps,wall_time_s,eval_success_rate,eval_return\n"
+                       + "".join(f"{1000 * i},{10.0 * i + 3},{s},0.0\n" for i, s in enumerate(success)))
+        base = {k: v for k, v in record.items() if k not in ("curve", "curve_columns")}
+        write_record(tmp_path / "timed" / f"crl.seed{seed}", {**base, "study": study, "seed": seed}, csv)
+    page = pages.generate(tmp_path)["timed.md"]
+    assert "first evaluation with success >= 0.50 (never: not reached)" in page
+    assert "| `crl` | 0, 1 | 13 / never | 1,000 / never |" in page  # seed 0 reaches 0.5 exactly at its second row
 
 
 @pytest.mark.parametrize("steps, length", [(100, 10), (60, 25)])

@@ -76,7 +76,7 @@ def test_same_seed_same_metrics_on_cpu(tmp_path):
 
 
 def test_crl_learns_reach(tmp_path):
-    """A short run must beat the untrained policy clearly (full-budget numbers live in scripts/bench/reach.py)."""
+    """A short run must beat the untrained policy clearly (full-budget numbers: the `reach` benchmark study)."""
     cfg = config("total_env_steps=24000", "eval_every=24000", "eval_episodes=50", "video_episodes=0",
                  "agent.warmup_steps=2000", "seed=0")
     table = rows(train(cfg, tmp_path / "run"))
