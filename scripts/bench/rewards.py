@@ -154,10 +154,6 @@ def bench_clip(args: argparse.Namespace) -> dict[str, Any]:
             "target": 0.7, "train_time_s": train_time, "checkpoint": kept_path(args, checkpoint)}
 
 
-def final_success(run_dir: Path) -> float:
-    return last_row(run_dir / "metrics.csv")["eval_success_rate"]
-
-
 def kept_path(args: argparse.Namespace, path: Path) -> str | None:
     """`path` as the record keeps it: where --work-dir put it; None in a temporary folder, which means nothing later."""
     return str(path) if args.work_dir else None
@@ -179,7 +175,7 @@ def bench_rl(args: argparse.Namespace) -> dict[str, Any]:
     for name, overrides in runs.items():
         start = time.perf_counter()
         run_dir = train(compose_config("train", overrides), folder / name)
-        out[f"{name}_success"] = final_success(run_dir)
+        out[f"{name}_success"] = last_row(run_dir / "metrics.csv")["eval_success_rate"]
         out[f"{name}_time_s"] = time.perf_counter() - start
         out[f"{name}_run"] = kept_path(args, run_dir)
     out["gap_points"] = 100 * (out["ground_truth_success"] - out["preference_success"])
