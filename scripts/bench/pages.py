@@ -121,11 +121,11 @@ def machines_text(records: list[dict[str, Any]]) -> list[str]:
 def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, bytes]:
     first = next(iter(runs.values()))[0]
     study, budget = first["study"], first["budget"]
-    x_label, metric = budget.get("x_label", "env steps"), metric_of(first)
+    x_label, metric = steps_label(name, first), metric_of(first)
     head = ["run", "agent", "what it is", "seeds", f"final {METRICS[metric]}, IQM [95 % CI]", "per seed",
             "best evaluation, per seed", f"{x_label} at the end", "wall clock (s)"]
     lines = [f"# {study['title']}", "", textwrap.fill(study["description"], 120), "",
-             f"Budget per run: {budget.get('text', '')}. Final = the last evaluation of each run; best = its highest "
+             f"Budget per run: {budget_text(budget, x_label)}. Final = the last evaluation of each run; best = its highest "
              "evaluation (the statistic some papers report; it favours noisy curves). IQM = interquartile "
              "mean over seeds (the mean below 4 seeds); CI = 95 % percentile interval of a stratified bootstrap over "
              f"seeds ({REPS:,} resamples).", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -163,6 +163,18 @@ def study_key(name: str, study: dict[str, Any], key: str) -> Any:
     if value is None and (STUDIES / f"{name}.yaml").is_file():
         value = load_study(name).raw.get(key)
     return value
+
+
+def steps_label(name: str, record: dict[str, Any]) -> str:
+    """What a study's pages call its steps: the study's `x_label`, else the label its records were made with."""
+    return study_key(name, record["study"], "x_label") or record["budget"].get("x_label", "env steps")
+
+
+def budget_text(budget: dict[str, Any], x_label: str) -> str:
+    """A record's budget in words, its steps called `x_label` ("12,500 agent steps")."""
+    if budget.get("kind") in ("env_steps", "gradient_steps"):
+        return f"{int(budget['amount']):,} {x_label}"
+    return budget.get("text", "")
 
 
 def first_at(curve: dict[str, Any], target: float) -> tuple[float, int] | None:
@@ -249,7 +261,7 @@ def headline_block(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple
             ax.set_title(headline["label"], fontsize=9)
             ax.set_ylim(-0.03, 1.03)
             ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
-            ax.set_xlabel(next(iter(studies[name].values()))[0]["budget"].get("x_label", "env steps"), fontsize=8)
+            ax.set_xlabel(steps_label(name, next(iter(studies[name].values()))[0]), fontsize=8)
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
         axes[0][0].set_ylabel("eval success (IQM)")

@@ -20,6 +20,8 @@ prepares and the published numbers it is compared with. The runner (scripts/benc
     metric: eval_return                # optional: what the pages report, eval_success_rate (default) or eval_return
     target: 0.8                        # optional: a success rate; the page gives each seed's wall clock and steps to
                                        # its first evaluation at or above it
+    x_label: agent steps               # optional: what the pages call the budget's steps (default: env steps, or
+                                       # gradient steps offline), e.g. where an env repeats each action
     grid:                              # optional: runs as rows x columns on the page, published values beside
       columns: [navigate, stitch]
       rows: [{label: GCBC, runs: [gcbc_navigate, gcbc_stitch], published: ["9 ± 6 %", "23 ± 18 %"]}]
@@ -43,7 +45,7 @@ BUDGET_KEYS = ("time_limit_s", "env_steps", "gradient_steps")
 PREPARE_KINDS = ("make_dataset", "make_preferences", "train")
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 STUDY_KEYS = {"title", "description", "env", "budget", "eval_every", "seeds", "overrides", "prepare", "runs",
-              "references", "headline", "metric", "grid", "target"}
+              "references", "headline", "metric", "grid", "target", "x_label"}
 METRICS = {"eval_success_rate": "success", "eval_return": "return"}  # metrics.csv column -> its name on pages
 RUN_KEYS = {"agent", "env", "overrides", "budget", "eval_every", "note"}
 
@@ -226,6 +228,9 @@ def load_study(name_or_path: str | Path) -> Study:
     target = raw.get("target")
     if target is not None and (isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1):
         raise StudyError(f"{where}: target {target!r} must be a success rate in (0, 1]")
+    x_label = raw.get("x_label")
+    if x_label is not None and (not isinstance(x_label, str) or not x_label.strip()):
+        raise StudyError(f"{where}: x_label {x_label!r} must be a non-empty string (what the budget's steps are called)")
     return Study(path.stem, path, str(raw["title"]), str(raw.get("description", "")).strip(), tuple(seeds),
                  _strings(raw.get("overrides"), f"{where}: overrides"), tuple(prepare), runs,
                  tuple(raw.get("references") or ()), headline, metric, raw)

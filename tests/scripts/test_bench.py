@@ -125,6 +125,7 @@ def test_a_prepared_policy_checkpoint_is_the_one_nearest_the_target_success(tmp_
     (("eval_every: 10", "eval_every: 10\nmetric: reward"), "metric 'reward' must be one of eval_success_rate, eval_return"),
     (("eval_every: 10", "eval_every: 10\nmetric: eval_return"), "a study with metric eval_return has none"),
     (("eval_every: 10", "eval_every: 10\ntarget: 80"), "target 80 must be a success rate in"),
+    (("eval_every: 10", "eval_every: 10\nx_label: 8"), "x_label 8 must be a non-empty string"),
 ])
 def test_a_bad_study_is_refused_in_one_line_naming_the_problem(tmp_path, edit, message):
     with pytest.raises(StudyError, match=message) as err:
@@ -204,18 +205,21 @@ def test_a_rewards_record_gets_a_page_of_its_own(tmp_path):
     assert "[rewards.md](rewards.md)" in files["index.md"]
 
 
-def test_a_study_that_reports_returns_gets_them_on_its_page_with_their_iqm(tmp_path):
+def test_a_study_that_reports_returns_gets_them_on_its_page_with_their_iqm_and_its_steps_label(tmp_path):
     record = read_record(RECORDS / "curl_reach_pixels" / "curl.seed0.json")
-    study = {**record["study"], "name": "returns", "file": {**record["study"]["file"], "metric": "eval_return"}}
+    study = {**record["study"], "name": "returns",
+             "file": {**record["study"]["file"], "metric": "eval_return", "x_label": "agent steps"}}
+    budget = {"kind": "env_steps", "amount": 100, "text": "100 env steps", "x_label": "env steps"}
     for seed, returns in enumerate([(10.0, 400.0), (20.0, 600.0)]):
         csv = tmp_path / f"metrics{seed}.csv"
         csv.write_text("env_steps,wall_time_s,eval_success_rate,eval_return\n"
                        f"0,1.0,0.0,{returns[0]}\n100,2.0,0.0,{returns[1]}\n")
         base = {k: v for k, v in record.items() if k not in ("curve", "curve_columns")}
-        write_record(tmp_path / "returns" / f"curl.seed{seed}", {**base, "study": study, "seed": seed}, csv)
+        write_record(tmp_path / "returns" / f"curl.seed{seed}", {**base, "study": study, "seed": seed, "budget": budget}, csv)
     files = pages.generate(tmp_path)
     page = files["returns.md"]
-    assert "final return, IQM [95 % CI]" in page
+    assert "final return, IQM [95 % CI]" in page and "| agent steps at the end |" in page
+    assert "Budget per run: 100 agent steps." in page
     assert "| 0, 1 | return 500.0 [400.0, 600.0] | 400.0 / 600.0 | 400.0 / 600.0 | 100 / 100 |" in page  # mean of 2
     assert "| `curl` | return 500.0 [400.0, 600.0] | 2 |" in files["index.md"]
     assert files["returns.png"][:4] == b"\x89PNG"
