@@ -9,6 +9,9 @@ there (no bootstrap). Three losses per step:
     value   expectile regression of V(s, g) towards min_i Q_target_i(s, a, g)        (expectile tau, IQL)
     critic  (r + discount * (1 - reached) * V(s', g) - Q_i(s, a, g))^2 for both Q_i
     actor   advantage-weighted regression: -exp(beta * (Q - V)) * log pi(a | s, g), weights clipped at 100
+            (actor_loss=awr), or DDPG+BC (actor_loss=ddpgbc, OGBench's default for GCIQL):
+            -min_i Q_i(s, tanh(mu(s, g)), g) / mean|Q| - alpha * log pi(a | s, g), on the trajectory goals only
+            (OGBench's actor_p_randomgoal = 0; it sets alpha 0.03 on its noisy datasets, 0.3 by default)
 
 Offline only: `agent=gciql agent.dataset=PATH` (a scripts.make_dataset file).
 """
@@ -25,6 +28,8 @@ from gymnasium import spaces
 from agents.goal_buffer import OfflineGoalAgent
 from agents.networks import TanhGaussianPolicy, mlp
 
+ACTOR_LOSSES = ("awr", "ddpgbc")
+
 
 @dataclass
 class GCIQLConfig:
@@ -36,10 +41,19 @@ class GCIQLConfig:
     batch_size: int = 256
     discount: float = 0.99
     expectile: float = 0.9  # tau of the value's expectile regression
+    actor_loss: str = "awr"  # awr (advantage-weighted regression) or ddpgbc (DDPG + behaviour cloning)
     beta: float = 3.0  # AWR inverse temperature
+    alpha: float = 0.3  # DDPG+BC's behaviour-cloning weight
     target_tau: float = 0.005  # Polyak rate of the target critics
     random_goals: float = 0.3  # share of the batch whose goals are other rows' (OGBench: p_randomgoal)
     dataset: str | None = None  # the goal dataset to learn from (required)
+
+
+    def __post_init__(self) -> None:
+        if self.actor_loss not in ACTOR_LOSSES:
+            raise ValueError(f"actor_loss={self.actor_loss!r} must be one of {', '.join(ACTOR_LOSSES)}")
+        if self.alpha < 0:
+            raise ValueError(f"alpha={self.alpha} must be >= 0")
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -87,7 +101,7 @@ class GCIQLAgent(OfflineGoalAgent):
         cfg = self.cfg
         obs, action, goal, next_obs = batch["observation"], batch["action"], batch["goal"], batch["next_observation"]
         swapped = torch.rand(len(goal), device=goal.device) < cfg.random_goals
-        goal = torch.where(swapped[:, None], goal[torch.randperm(len(goal), device=goal.device)], goal)
+        trajectory_goal, goal = goal, torch.where(swapped[:, None], goal[torch.randperm(len(goal), device=goal.device)], goal)
         reward, reached = hindsight_reward(batch["offset"], swapped)
 
         with torch.no_grad():
@@ -110,16 +124,24 @@ class GCIQLAgent(OfflineGoalAgent):
             for p, tp in zip(self.critics.parameters(), self.target_critics.parameters()):
                 tp.lerp_(p, cfg.target_tau)
 
-        with torch.no_grad():
-            advantage = target_q - value.detach()
-            weight = torch.exp(cfg.beta * advantage).clamp(max=100.0)
-        actor_loss = -(weight * self.actor.log_prob(torch.cat([obs, goal], -1), action)).mean()
+        if cfg.actor_loss == "awr":
+            with torch.no_grad():
+                advantage = target_q - value.detach()
+                weight = torch.exp(cfg.beta * advantage).clamp(max=100.0)
+            actor_loss = -(weight * self.actor.log_prob(torch.cat([obs, goal], -1), action)).mean()
+            extra = {"advantage_weight": weight.mean()}
+        else:  # DDPG+BC; the critics' gradients from it are cleared by their next zero_grad
+            x = torch.cat([obs, trajectory_goal], -1)
+            q_pi = self.q_values(self.critics, obs, self.actor(x, deterministic=True)[0], trajectory_goal).min(0).values
+            bc_loss = -self.actor.log_prob(x, action).mean()
+            actor_loss = -q_pi.mean() / q_pi.abs().mean().detach().clamp_min(1e-6) + cfg.alpha * bc_loss
+            extra = {"bc_loss": bc_loss.detach()}
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
         self.num_updates += 1
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(), "actor_loss": actor_loss.detach(),
-                "value": value.detach().mean(), "advantage_weight": weight.mean()}
+                "value": value.detach().mean(), **extra}
 
     def state_dict(self) -> dict[str, Any]:
         return {"value": self.value.state_dict(), "critics": self.critics.state_dict(),

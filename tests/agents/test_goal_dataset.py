@@ -133,3 +133,29 @@ def test_gciql_values_a_near_goal_above_a_far_one():
     value = lambda goal: agent.value(torch.cat([obs, torch.tensor([goal])], -1)).item()  # noqa: E731
     near, far = value([3.0, 5.0]), value([7.0, 5.0])  # 1 step vs 5 steps ahead in episode 5
     assert -1.5 < near and far < near - 0.5  # -(1 - 0.9^(k-1)) / (1 - 0.9): 0 vs -3.4 in the limit
+
+
+def test_gciql_ddpgbc_actor_climbs_its_critic_towards_the_action_that_reaches_the_goal():
+    """One-step episodes whose action's sign picks where the goal lands (x = +1 or -1): with alpha = 0 (no
+    behaviour cloning) only the critic's gradient can point the actor's action to the goal's side."""
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-0.9, 0.9, (300, 2))
+    zeros = np.zeros((300, 2))
+    data = {"observations": np.tile([0.0, 0.0, 1.0], (300, 1)), "next_observations": np.tile([1.0, 0.0, 1.0], (300, 1)),
+            "achieved_goals": zeros, "next_achieved_goals": np.stack([np.sign(actions[:, 0]), zeros[:, 1]], 1),
+            "actions": actions, "terminals": np.ones(300, bool)}
+    torch.manual_seed(0)
+    agent = make_agent("gciql", {"actor_loss": "ddpgbc", "alpha": 0.0, "hidden": [64, 64], "batch_size": 128, "lr": 1e-3},
+                       SPACE, ACTIONS, 1, 1, CPU)
+    agent.set_dataset(data)
+    for _ in range(300):
+        metrics = agent.update()
+    assert set(metrics) >= {"critic_loss", "actor_loss", "bc_loss"} and "advantage_weight" not in metrics
+    obs = {"observation": torch.tensor([[0.0, 0.0, 1.0]] * 2), "desired_goal": torch.tensor([[1.0, 0.0], [-1.0, 0.0]])}
+    first = agent.act(obs, deterministic=True)[:, 0]
+    assert first[0] > 0.3 and first[1] < -0.3, first
+
+
+def test_gciql_refuses_an_unknown_actor_loss_naming_the_choices():
+    with pytest.raises(ValueError, match="actor_loss='dpg' must be one of awr, ddpgbc"):
+        make_agent("gciql", {"actor_loss": "dpg"}, SPACE, ACTIONS, 1, 8, CPU)
