@@ -2,6 +2,9 @@
 
 Run directories live under `runs/bench/<study>/` (git-ignored): a run stopped part-way resumes from its
 checkpoint when the same command is given again, and a (run, seed) that already has a record is skipped.
+Runners may share a runs folder: each (run, seed) and each prepare step is claimed by a lock file naming its host and
+process, so a second runner skips a run that a live one is training (and waits for data a live one is making)
+instead of starting it again in the same folder; a lock whose process has gone is taken over.
 `rerun` trains a record's own resolved config again (its data re-made from the configs the record holds), so
 an old row is reproduced by what the record says, not by today's defaults.
 """
@@ -9,9 +12,13 @@ an old row is reproduced by what the record says, not by today's defaults.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +105,45 @@ def step_config(step: PrepareStep, values: dict[str, str], step_dir: Path) -> Di
     return compose("train", [*BASE_OVERRIDES, "progress=false", *overrides])
 
 
+def holder_alive(lock: Path) -> bool:
+    """Whether the process a lock file names ("HOST PID") still runs; a lock of another host counts as live."""
+    try:
+        host, pid = lock.read_text().split()
+    except (OSError, ValueError):  # gone, or not written yet by its maker
+        return lock.exists()
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def claimed(lock: Path) -> Iterator[bool]:
+    """Hold `lock` while the body runs: yields True, or False (holding nothing) while a live process holds it."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if holder_alive(lock):
+                yield False
+                return
+            lock.unlink(missing_ok=True)  # its process has gone: take it over
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(f"{socket.gethostname()} {os.getpid()}")
+        break
+    try:
+        yield True
+    finally:
+        lock.unlink(missing_ok=True)
+
+
 def prepare(study: Study, seed: int, runs_root: Path) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """Make the study's prepare steps for `seed` (each once; a finished step is read back from its DONE file).
     Returns the placeholder values and, per step, what a record keeps to re-make it."""
@@ -106,23 +152,31 @@ def prepare(study: Study, seed: int, runs_root: Path) -> tuple[dict[str, str], l
     for step in study.prepare:
         step_dir = runs_root / study.name / "prepare" / (f"{step.name}.seed{seed}" if step.per_seed else step.name)
         done = step_dir / DONE
-        if done.exists():
-            saved = json.loads(done.read_text())
-        else:
-            if step_dir.exists():  # an interrupted step: make it again from scratch
-                shutil.rmtree(step_dir)
-            print(f"[{study.name}] preparing {step.name} ({step.kind}) in {step_dir} ...", flush=True)
-            cfg = step_config(step, values, step_dir)
-            start = time.perf_counter()
-            outputs = execute_step(step.kind, cfg, step_dir, step.pick_success,
-                                   [fill(o, {**values, "dir": str(step_dir)}) for o in step.overrides])
-            saved = {"name": step.name, "kind": step.kind, "dir": str(step_dir), "config": container(cfg),
-                     "pick_success": step.pick_success, "outputs": outputs, "wall_s": time.perf_counter() - start}
-            done.write_text(json.dumps(saved, indent=1))
+        while not done.exists():
+            with claimed(step_dir.with_name(step_dir.name + ".lock")) as mine:
+                if mine and not done.exists():
+                    make_step(study, step, values, step_dir)
+            if not done.exists():  # another runner is making it
+                time.sleep(5)
+        saved = json.loads(done.read_text())
         for key, value in saved["outputs"].items():
             values[step.name + (f".{key}" if key else "")] = value
         made.append(saved)
     return values, made
+
+
+def make_step(study: Study, step: PrepareStep, values: dict[str, str], step_dir: Path) -> None:
+    """Make one prepare step into `step_dir` and write its DONE file last."""
+    if step_dir.exists():  # an interrupted step: make it again from scratch
+        shutil.rmtree(step_dir)
+    print(f"[{study.name}] preparing {step.name} ({step.kind}) in {step_dir} ...", flush=True)
+    cfg = step_config(step, values, step_dir)
+    start = time.perf_counter()
+    outputs = execute_step(step.kind, cfg, step_dir, step.pick_success,
+                           [fill(o, {**values, "dir": str(step_dir)}) for o in step.overrides])
+    saved = {"name": step.name, "kind": step.kind, "dir": str(step_dir), "config": container(cfg),
+             "pick_success": step.pick_success, "outputs": outputs, "wall_s": time.perf_counter() - start}
+    (step_dir / DONE).write_text(json.dumps(saved, indent=1))
 
 
 def run_overrides(study: Study, spec: RunSpec, seed: int, values: dict[str, str]) -> list[str]:
@@ -192,12 +246,18 @@ def run_study(study: Study, seeds: list[int] | None = None, only: list[str] | No
     written = []
     for spec, seed, cfg, overrides, prepared, stem in jobs:
         run_dir = runs_root / study.name / f"{spec.name}.seed{seed}"
-        print(f"[{study.name}] {spec.name} seed {seed}: {spec.agent} on {spec.env}, {spec.budget.text()} -> {run_dir}",
-              flush=True)
-        started, load_before, code = now(), load_average(), versions()  # the code as it was when the run began
-        segment_s = train_run(cfg, run_dir, overrides)
-        written.append(finish(study, spec, seed, cfg, overrides, prepared, stem, run_dir, started, load_before,
-                              segment_s, note, code))
+        lock = run_dir.with_name(run_dir.name + ".lock")
+        with claimed(lock) as mine:
+            if not mine or stem.with_name(stem.name + ".json").exists():  # another runner has it, or finished it
+                print(f"[{study.name}] {spec.name} seed {seed}: " + (f"{lock} names a live runner" if not mine else
+                      "recorded meanwhile") + "; skipped", flush=True)
+                continue
+            print(f"[{study.name}] {spec.name} seed {seed}: {spec.agent} on {spec.env}, {spec.budget.text()} -> "
+                  f"{run_dir}", flush=True)
+            started, load_before, code = now(), load_average(), versions()  # the code as it was when the run began
+            segment_s = train_run(cfg, run_dir, overrides)
+            written.append(finish(study, spec, seed, cfg, overrides, prepared, stem, run_dir, started, load_before,
+                                  segment_s, note, code))
     return written
 
 

@@ -3,7 +3,9 @@ committed pages are what the committed records give."""
 
 import io
 import json
+import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -52,8 +54,14 @@ def write_study(tmp_path: Path, text: str = TINY, name: str = "tiny") -> Path:
 def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
     study = load_study(write_study(tmp_path))
     records, runs = tmp_path / "records", tmp_path / "runs"
+    (runs / "tiny").mkdir(parents=True)
+    (runs / "tiny" / "cpl.seed0.lock").write_text(f"{socket.gethostname()} {2 ** 22 + 1}")  # above pid_max: gone
+    (runs / "tiny" / "sft.seed1.lock").write_text(f"{socket.gethostname()} {os.getpid()}")  # a live runner's
     written = runner.run_study(study, records_root=records, runs_root=runs, note="the test suite")
-    assert sorted(p.name for p in written) == ["cpl.seed0.json", "cpl.seed1.json", "sft.seed0.json", "sft.seed1.json"]
+    assert sorted(p.name for p in written) == ["cpl.seed0.json", "cpl.seed1.json", "sft.seed0.json"]
+    assert not (runs / "tiny" / "cpl.seed0.lock").exists() and not (runs / "tiny" / "sft.seed1").exists()
+    (runs / "tiny" / "sft.seed1.lock").unlink()  # that runner has gone
+    assert [p.name for p in runner.run_study(study, records_root=records, runs_root=runs)] == ["sft.seed1.json"]
     record = read_record(records / "tiny" / "cpl.seed1.json")
     assert record["seed"] == 1 and record["agent"] == "cpl" and record["config"]["seed"] == 1
     assert record["config"]["total_gradient_steps"] == 20 and record["budget"]["x_label"] == "gradient steps"
