@@ -101,7 +101,8 @@ class GCIQLAgent(OfflineGoalAgent):
         cfg = self.cfg
         obs, action, goal, next_obs = batch["observation"], batch["action"], batch["goal"], batch["next_observation"]
         swapped = torch.rand(len(goal), device=goal.device) < cfg.random_goals
-        trajectory_goal, goal = goal, torch.where(swapped[:, None], goal[torch.randperm(len(goal), device=goal.device)], goal)
+        trajectory_goal = goal  # the relabelled goal of the row's own trajectory (DDPG+BC's actor reads only these)
+        goal = torch.where(swapped[:, None], goal[torch.randperm(len(goal), device=goal.device)], goal)
         reward, reached = hindsight_reward(batch["offset"], swapped)
 
         with torch.no_grad():
