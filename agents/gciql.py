@@ -48,7 +48,6 @@ class GCIQLConfig:
     random_goals: float = 0.3  # share of the batch whose goals are other rows' (OGBench: p_randomgoal)
     dataset: str | None = None  # the goal dataset to learn from (required)
 
-
     def __post_init__(self) -> None:
         if self.actor_loss not in ACTOR_LOSSES:
             raise ValueError(f"actor_loss={self.actor_loss!r} must be one of {', '.join(ACTOR_LOSSES)}")

@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 
 from scripts.aggregate import iqm, stratified_bootstrap_ci  # noqa: E402
 from scripts.bench.record import RECORDS, ROOT, metric_of, metric_text, read_record, training_records  # noqa: E402
-from scripts.bench.study import METRICS, STUDIES, load_study  # noqa: E402
+from scripts.bench.study import METRICS, STUDIES, Budget, load_study  # noqa: E402
 from scripts.report import step_column  # noqa: E402
 
 PAGES = ROOT / "docs" / "benchmarks"
@@ -172,9 +172,7 @@ def steps_label(name: str, record: dict[str, Any]) -> str:
 
 def budget_text(budget: dict[str, Any], x_label: str) -> str:
     """A record's budget in words, its steps called `x_label` ("12,500 agent steps")."""
-    if budget.get("kind") in ("env_steps", "gradient_steps"):
-        return f"{int(budget['amount']):,} {x_label}"
-    return budget.get("text", "")
+    return Budget(budget["kind"], budget["amount"]).text(x_label) if budget.get("kind") else budget.get("text", "")
 
 
 def first_at(curve: dict[str, Any], target: float) -> tuple[float, int] | None:

@@ -83,10 +83,11 @@ class Budget:
     def x_label(self) -> str:
         return "gradient steps" if self.kind == "gradient_steps" else "env steps"
 
-    def text(self) -> str:
+    def text(self, x_label: str | None = None) -> str:
+        """The budget in words; `x_label` names the steps where a study calls them something else."""
         if self.kind == "time_limit_s":
             return f"{self.amount / 60:g} min of wall clock" if self.amount >= 60 else f"{self.amount:g} s of wall clock"
-        return f"{int(self.amount):,} {self.x_label}"
+        return f"{int(self.amount):,} {x_label or self.x_label}"
 
 
 @dataclass(frozen=True)
