@@ -151,12 +151,16 @@ def prepare(study: Study, seed: int, runs_root: Path) -> tuple[dict[str, str], l
     made = []
     for step in study.prepare:
         step_dir = runs_root / study.name / "prepare" / (f"{step.name}.seed{seed}" if step.per_seed else step.name)
-        done = step_dir / DONE
+        done, lock = step_dir / DONE, step_dir.with_name(step_dir.name + ".lock")
+        told = False
         while not done.exists():
-            with claimed(step_dir.with_name(step_dir.name + ".lock")) as mine:
+            with claimed(lock) as mine:
                 if mine and not done.exists():
                     make_step(study, step, values, step_dir)
             if not done.exists():  # another runner is making it
+                if not told:
+                    print(f"[{study.name}] waiting for {step.name}: {lock} names a live runner making it", flush=True)
+                    told = True
                 time.sleep(5)
         saved = json.loads(done.read_text())
         for key, value in saved["outputs"].items():

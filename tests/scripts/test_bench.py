@@ -86,6 +86,28 @@ def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
     assert pages.main(records, tmp_path / "pages", readme, check=True) == 1
 
 
+def test_a_runner_waits_for_data_that_a_live_runner_is_making_and_says_so(tmp_path, monkeypatch, capsys):
+    study = load_study(write_study(tmp_path))
+    step_dir = tmp_path / "runs" / "tiny" / "prepare" / "prefs.seed0"
+    lock = step_dir.with_name("prefs.seed0.lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text(f"{socket.gethostname()} {os.getpid()}")  # a live runner is making the data
+    naps = []
+
+    def the_other_runner_finishes(seconds):
+        naps.append(seconds)
+        if len(naps) == 2:
+            step_dir.mkdir()
+            (step_dir / runner.DONE).write_text(json.dumps({"name": "prefs", "outputs": {"": "its/prefs.npz"}}))
+            lock.unlink()
+
+    monkeypatch.setattr(runner.time, "sleep", the_other_runner_finishes)
+    values, made = runner.prepare(study, 0, tmp_path / "runs")
+    assert values["prefs"] == "its/prefs.npz" and [m["name"] for m in made] == ["prefs"] and len(naps) == 2
+    assert capsys.readouterr().out.count("waiting for prefs") == 1  # said once, not at every look
+    assert not (step_dir / "prefs.npz").exists()  # nothing made twice
+
+
 def test_a_record_round_trips_and_a_rerun_reproduces_its_curve_on_cpu(tmp_path):
     prefs = TINY[TINY.index("  prefs:"):TINY.index("runs:")]
     text = TINY.replace("seeds: [0, 1]", "seeds: [3]").replace("runs:", prefs.replace("prefs:", "spare:") + "runs:", 1)
