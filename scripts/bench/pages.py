@@ -291,7 +291,9 @@ def measurement_page(records_root: Path, folder: str, title: str) -> str | None:
         m = record["machine"]
         lines += [f"## {path.stem}", "", f"`{command_text(record['command'])}`", "",
                   f"{m['cpu']}, {m['cores']} cores" + (f", {m['gpu']}" if m.get("gpu") else "")
-                  + f"; torch {record['versions'].get('torch')}; crlab {record['versions'].get('crlab')}"
+                  + f"; torch {record['versions'].get('torch')}"
+                  + (f"; mujoco {record['versions']['mujoco']}" if "mujoco" in record["versions"] else "")
+                  + f"; crlab {record['versions'].get('crlab')}"
                   + (f"; finished {record['finished'][:10]}" if record.get("finished") else "")
                   + (f"; beside it: {record['beside']}" if record.get("beside") else ""), ""]
         lines += result_tables(record["results"])

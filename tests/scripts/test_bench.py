@@ -232,6 +232,7 @@ def test_a_rewards_record_gets_a_page_of_its_own(tmp_path):
     write_record(tmp_path / "rewards" / "preference", {**record, "results": {"held_out_accuracy": 0.93}})
     files = pages.generate(tmp_path)
     assert "throughput.md" not in files and "| held_out_accuracy | 0.930 |" in files["rewards.md"]
+    assert f"; mujoco {record['versions']['mujoco']}; crlab " in files["rewards.md"]  # what a version comparison reads
     assert "[rewards.md](rewards.md)" in files["index.md"]
 
 
