@@ -118,9 +118,15 @@ def machines_text(records: list[dict[str, Any]]) -> list[str]:
     return [f"- {key}: {', '.join(names)}" for key, names in seen.items()]
 
 
+def study_of(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The study as its newest record saw it: the title, description and references a page shows (a study file that
+    gained a run describes it). Every number still comes from each run's own records."""
+    return max((r for records in runs.values() for r in records), key=lambda r: r.get("finished") or "")["study"]
+
+
 def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, bytes]:
     first = next(iter(runs.values()))[0]
-    study, budget = first["study"], first["budget"]
+    study, budget = study_of(runs), first["budget"]
     x_label, metric = steps_label(name, first), metric_of(first)
     head = ["run", "agent", "what it is", "seeds", f"final {METRICS[metric]}, IQM [95 % CI]", "per seed",
             "best evaluation, per seed", f"{x_label} at the end", "wall clock (s)"]
@@ -228,7 +234,7 @@ def headline_rows(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> list[t
     """(study name, its headline: label, run, baseline) for each study that names one and has its run's records."""
     rows = []
     for name, runs in studies.items():
-        headline = next(iter(runs.values()))[0]["study"].get("headline")
+        headline = study_of(runs).get("headline")
         if headline and headline["run"] in runs:
             if "baseline" not in headline and (STUDIES / f"{name}.yaml").is_file():  # records older than the key
                 headline = {**headline, "baseline": (load_study(name).headline or {}).get("baseline")}
@@ -358,7 +364,7 @@ def generate(records_root: Path = RECORDS, readme_text: str | None = None) -> di
         page, png = study_page(name, runs)
         files[f"{name}.md"], files[f"{name}.png"] = page, png
         for run, records in runs.items():
-            index.append(f"| [{records[0]['study']['title']}]({name}.md) | `{run}` | {success_text(final_stat(records))} | "
+            index.append(f"| [{study_of(runs)['title']}]({name}.md) | `{run}` | {success_text(final_stat(records))} | "
                          f"{len(records)} | {records[0]['budget'].get('text', '')} |")
     for folder, (title, what) in MEASUREMENT_PAGES.items():
         page = measurement_page(records_root, folder, title)
