@@ -119,9 +119,14 @@ def machines_text(records: list[dict[str, Any]]) -> list[str]:
 
 
 def study_of(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The study as its newest record saw it: the title, description and references a page shows (a study file that
-    gained a run describes it). Every number still comes from each run's own records."""
-    return max((r for records in runs.values() for r in records), key=lambda r: r.get("finished") or "")["study"]
+    """The study as the records that know most of its runs saw it, the newest of them: the title, description and
+    references a page shows (a study file that gained a run describes it; records of the older file go on being
+    made). Every number still comes from each run's own records."""
+    def knows(record: dict[str, Any]) -> tuple[int, str]:
+        declared = (record["study"].get("file") or {}).get("runs") or {}
+        return len(declared.keys() & runs.keys()), record.get("finished") or ""
+
+    return max((r for records in runs.values() for r in records), key=knows)["study"]
 
 
 def study_page(name: str, runs: dict[str, list[dict[str, Any]]]) -> tuple[str, bytes]:

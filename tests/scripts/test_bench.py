@@ -256,22 +256,26 @@ def test_a_study_that_reports_returns_gets_them_on_its_page_with_their_iqm_and_i
     assert files["returns.png"][:4] == b"\x89PNG"
 
 
-def test_a_page_describes_its_study_as_the_newest_record_does(tmp_path):
-    """A study file that gained a run after the first records: the page's title, description and references are the
-    newest record's, whichever run it belongs to."""
+def test_a_page_describes_its_study_as_the_newest_record_that_knows_its_runs_does(tmp_path):
+    """A study file that gained a run after the first records: the page's title, description and references are those
+    of the newest record whose study declares every run on the page, even where a record of the older file (which
+    did not know the new run) finished later."""
     record = read_record(RECORDS / "curl_reach_pixels" / "curl.seed0.json")
     base = {k: v for k, v in record.items() if k not in ("curve", "curve_columns")}
     csv = tmp_path / "metrics.csv"
     csv.write_text("env_steps,wall_time_s,eval_success_rate,eval_return\n0,1.0,0.0,-5.0\n100,2.0,0.5,-1.0\n")
-    for run, finished, words in [("b_old", "2026-12-01T10:00:00", "one run"), ("a_new", "2026-12-02T10:00:00", "two runs"),
-                                 ("c_old", "2026-12-01T11:00:00", "one run")]:
+    for run, seed, finished, words in [("b_old", 0, "2026-12-01T10:00", "one run"), ("a_new", 0, "2026-12-02T10:00", "two runs"),
+                                       ("b_old", 1, "2026-12-03T11:00", "one run"), ("a_new", 1, "2026-12-01T09:00", "a draft")]:
+        declared = {"b_old": {}} if words == "one run" else {"b_old": {}, "a_new": {}}
         study = {**record["study"], "name": "grown", "title": f"grown: {words}", "description": f"Now {words}.",
-                 "references": [{"label": words, "value": "1", "source": "a test"}]}
-        write_record(tmp_path / "grown" / f"{run}.seed0", {**base, "study": study, "run": run, "finished": finished}, csv)
+                 "references": [{"label": words, "value": "1", "source": "a test"}],
+                 "file": {**record["study"]["file"], "runs": declared}}
+        write_record(tmp_path / "grown" / f"{run}.seed{seed}",
+                     {**base, "study": study, "run": run, "seed": seed, "finished": finished}, csv)
     files = pages.generate(tmp_path)
     page = files["grown.md"]
     assert page.startswith("# grown: two runs\n\nNow two runs.\n") and "- two runs: **1** (a test)" in page
-    assert "one run" not in page and files["index.md"].count("[grown: two runs](grown.md)") == 3
+    assert "one run" not in page and "draft" not in page and files["index.md"].count("[grown: two runs](grown.md)") == 2
 
 
 def test_a_study_with_a_target_gets_each_seeds_time_and_steps_to_it(tmp_path):
