@@ -240,6 +240,8 @@ def headline_rows(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> list[t
     rows = []
     for name, runs in studies.items():
         headline = study_of(runs).get("headline")
+        if not headline and (STUDIES / f"{name}.yaml").is_file():  # records older than the study's headline
+            headline = load_study(name).headline
         if headline and headline["run"] in runs:
             if "baseline" not in headline and (STUDIES / f"{name}.yaml").is_file():  # records older than the key
                 headline = {**headline, "baseline": (load_study(name).headline or {}).get("baseline")}

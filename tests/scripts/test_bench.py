@@ -278,6 +278,19 @@ def test_a_page_describes_its_study_as_the_newest_record_that_knows_its_runs_doe
     assert "one run" not in page and "draft" not in page and files["index.md"].count("[grown: two runs](grown.md)") == 2
 
 
+def test_records_made_before_their_study_had_a_headline_take_the_study_files(tmp_path, monkeypatch):
+    from scripts.bench import study as study_module
+
+    write_study(tmp_path)  # TINY's headline: cpl against sft
+    monkeypatch.setattr(pages, "STUDIES", tmp_path)
+    monkeypatch.setattr(study_module, "STUDIES", tmp_path)
+    record = read_record(RECORDS / "curl_reach_pixels" / "curl.seed0.json")
+    study = {**record["study"], "name": "tiny", "headline": None}
+    runs = {run: [{**record, "study": study, "run": run}] for run in ("cpl", "sft")}
+    assert pages.headline_rows({"tiny": runs}) == [("tiny", {"label": "tiny, 20 steps", "run": "cpl", "baseline": "sft"})]
+    assert pages.headline_rows({"tiny": {"sft": runs["sft"]}}) == []  # the headline's run has no records yet
+
+
 def test_a_study_with_a_target_gets_each_seeds_time_and_steps_to_it(tmp_path):
     record = read_record(RECORDS / "reach" / "crl.seed0.json")
     study = {**record["study"], "name": "timed", "file": {**record["study"]["file"], "target": 0.5}}
