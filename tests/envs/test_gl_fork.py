@@ -65,9 +65,10 @@ def start_script(path: Path) -> subprocess.Popen:
 
 
 def finish_script(process: subprocess.Popen, path: Path, timeout: float) -> subprocess.CompletedProcess:
-    """Wait for a script `start_script` started, as `run_script` does."""
+    """Wait for a script `start_script` started, as `run_script` does. One that has ended is collected whatever time
+    is left: a walk started in the background can end long before a slow suite reaches its test."""
     try:
-        stdout, stderr = process.communicate(timeout=timeout)
+        stdout, stderr = process.communicate(timeout=None if process.poll() is not None else max(timeout, 0))
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         stdout, stderr = process.communicate()

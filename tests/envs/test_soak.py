@@ -193,6 +193,21 @@ def stop_background() -> None:
         process.communicate()
 
 
+def test_a_walk_that_ended_is_collected_even_past_its_time(tmp_path):
+    """The suite reached the soak test 963 s after the walk began (a slow machine); the walk had ended at 426 s, and
+    the negative time left failed it as blocked."""
+    script = tmp_path / "quick.py"
+    script.write_text("print('walked')")
+    process = start_script(script)
+    process.wait(timeout=60)
+    result = finish_script(process, script, -63.0)
+    assert result.returncode == 0 and result.stdout == "walked\n"
+    sleeper = tmp_path / "sleeper.py"
+    sleeper.write_text("import time; time.sleep(60)")
+    with pytest.raises(pytest.fail.Exception, match="sleeper.py still ran after -1.0 s"):
+        finish_script(start_script(sleeper), sleeper, -1.0)  # still running past its time: killed, and a failure
+
+
 @pytest.mark.slow
 def test_every_env_id_in_one_process(tmp_path):
     """Reproduced before the fix as `crlab/DMC-ball_in_cup-catch-v0`'s async form blocking for good after
