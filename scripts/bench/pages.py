@@ -91,10 +91,11 @@ def plot_study(runs: dict[str, list[dict[str, Any]]], title: str, x_label: str, 
                 axes[1].plot(c["wall_time_s"], c[metric], color=line.get_color(), alpha=0.8, lw=1)
     axes[0].xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))
     axes[0].set_xlabel(x_label)
-    axes[0].set_ylabel(f"eval {METRICS[metric]} (IQM over seeds)")
+    name = f"eval {METRICS[metric]}" if metric.startswith("eval_") else METRICS[metric]
+    axes[0].set_ylabel(f"{name} (IQM over seeds)")
     if wall:
         axes[1].set_xlabel("wall clock (s)")
-        axes[1].set_ylabel(f"eval {METRICS[metric]} (each seed)")
+        axes[1].set_ylabel(f"{name} (each seed)")
     for ax in axes:
         if metric == "eval_success_rate":
             ax.set_ylim(-0.03, 1.03)
@@ -240,11 +241,10 @@ def headline_rows(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> list[t
     rows = []
     for name, runs in studies.items():
         headline = study_of(runs).get("headline")
-        if not headline and (STUDIES / f"{name}.yaml").is_file():  # records older than the study's headline
-            headline = load_study(name).headline
+        if (not headline or "baseline" not in headline) and (STUDIES / f"{name}.yaml").is_file():
+            current = load_study(name).headline or {}  # records older than the study's headline or its baseline key
+            headline = {**headline, "baseline": current.get("baseline")} if headline else current
         if headline and headline["run"] in runs:
-            if "baseline" not in headline and (STUDIES / f"{name}.yaml").is_file():  # records older than the key
-                headline = {**headline, "baseline": (load_study(name).headline or {}).get("baseline")}
             rows.append((name, {"label": name, **headline}))
     return rows
 

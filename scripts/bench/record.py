@@ -129,5 +129,7 @@ def metric_of(record: dict[str, Any]) -> str:
 
 
 def metric_text(metric: str, value: float) -> str:
-    """A metric's value as pages and logs print it: success to two decimals, a return to one."""
+    """A metric's value as pages and logs print it: success to two decimals, a return to one, megabytes whole."""
+    if metric == "peak_rss_mb":
+        return f"{value:,.0f}"
     return f"{value:.2f}" if metric == "eval_success_rate" else f"{value:.1f}"

@@ -17,7 +17,8 @@ prepares and the published numbers it is compared with. The runner (scripts/benc
       - {label: "OGBench cube-single-noisy-v0, CRL", value: "38 ± 2 %", source: "Park et al. 2024, OGBench, Table 2"}
     headline: {run: crl, baseline: sb3_sac_her, label: Push (20 min)}   # optional: a row of the README's headline
                                                   # table (baseline: optional, the run shown beside it)
-    metric: eval_return                # optional: what the pages report, eval_success_rate (default) or eval_return
+    metric: eval_return                # optional: what the pages report, eval_success_rate (default), eval_return
+                                       # or peak_rss_mb (the run's peak resident memory so far, at each evaluation)
     target: 0.8                        # optional: a success rate; the page gives each seed's wall clock and steps to
                                        # its first evaluation at or above it
     x_label: agent steps               # optional: what the pages call the budget's steps (default: env steps, or
@@ -46,7 +47,8 @@ PREPARE_KINDS = ("make_dataset", "make_preferences", "train")
 PLACEHOLDER = re.compile(r"\{\{\s*([\w.]+)\s*\}\}")
 STUDY_KEYS = {"title", "description", "env", "budget", "eval_every", "seeds", "overrides", "prepare", "runs",
               "references", "headline", "metric", "grid", "target", "x_label"}
-METRICS = {"eval_success_rate": "success", "eval_return": "return"}  # metrics.csv column -> its name on pages
+METRICS = {"eval_success_rate": "success", "eval_return": "return",   # metrics.csv column -> its name on pages
+           "peak_rss_mb": "peak RSS (MB)"}
 RUN_KEYS = {"agent", "env", "overrides", "budget", "eval_every", "note"}
 
 

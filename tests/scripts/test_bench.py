@@ -256,6 +256,20 @@ def test_a_study_that_reports_returns_gets_them_on_its_page_with_their_iqm_and_i
     assert files["returns.png"][:4] == b"\x89PNG"
 
 
+def test_a_study_that_reports_peak_memory_gets_whole_megabytes_on_its_page(tmp_path):
+    record = read_record(RECORDS / "curl_reach_pixels" / "curl.seed0.json")
+    study = {**record["study"], "name": "memory", "file": {**record["study"]["file"], "metric": "peak_rss_mb"}}
+    budget = {"kind": "env_steps", "amount": 100, "text": "100 env steps", "x_label": "env steps"}
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("env_steps,wall_time_s,eval_success_rate,eval_return,peak_rss_mb\n"
+                   "0,1.0,0.0,-5.0,1166.4\n100,2.0,0.0,-1.0,2907.6\n")
+    base = {k: v for k, v in record.items() if k not in ("curve", "curve_columns")}
+    write_record(tmp_path / "memory" / "curl.seed0", {**base, "study": study, "seed": 0, "budget": budget}, csv)
+    page = pages.generate(tmp_path)["memory.md"]
+    assert "final peak RSS (MB), IQM [95 % CI]" in page
+    assert "| 0 | peak RSS (MB) 2,908 (1 seed) | 2,908 | 2,908 | 100 |" in page
+
+
 def test_a_page_describes_its_study_as_the_newest_record_that_knows_its_runs_does(tmp_path):
     """A study file that gained a run after the first records: the page's title, description and references are those
     of the newest record whose study declares every run on the page, even where a record of the older file (which
