@@ -49,23 +49,25 @@ SLOW_TESTS = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark the slow tests (above); run the soak walk's test late (its walk runs in the background meanwhile) and the
-    MuJoCo XLA tests last: they start JAX, whose thread pools make every later os.fork() (the CLI tests' subprocesses)
-    unsafe."""
+    """Mark the slow tests (above); run the MuJoCo XLA tests last: they start JAX, whose thread pools make every later
+    os.fork() (the CLI tests' subprocesses) unsafe. In one process the soak walk's test runs late (its walk runs in the
+    background meanwhile); with worker processes (pyproject's `-n`) it walks where it runs, first, as the longest."""
     tests = os.path.dirname(os.path.abspath(__file__))
     for item in items:
         if os.path.relpath(str(item.path), tests) in SLOW_FILES or item.originalname in SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: (2 if "test_mjx_reach" in item.nodeid else 1 if SOAK_TEST in item.nodeid else 0))
+    soak = -1 if os.environ.get("PYTEST_XDIST_WORKER") else 1
+    items.sort(key=lambda item: (2 if "test_mjx_reach" in item.nodeid else soak if SOAK_TEST in item.nodeid else 0))
 
 
 SOAK_TEST = "test_soak.py::test_every_env_id_in_one_process"
 
 
 def pytest_collection_finish(session):
-    """The soak walk (every env id in one process, several minutes) starts as soon as the session selects it, in its
-    own process beside the other tests, which mostly leave the second core idle; its test collects the result."""
-    if any(SOAK_TEST in item.nodeid for item in session.items):
+    """In one process (`-n 0`), the soak walk (every env id in one process, several minutes) starts as soon as the
+    session selects it, in its own process beside the other tests, which mostly leave the second core idle; its test
+    collects the result. Worker processes keep both cores busy already: each would start a walk of its own."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") and any(SOAK_TEST in item.nodeid for item in session.items):
         from tests.envs.test_soak import start_in_background  # noqa: PLC0415
 
         start_in_background(Path(tempfile.mkdtemp(prefix="crlab-soak-")))
