@@ -256,8 +256,8 @@ def run_study(study: Study, seeds: list[int] | None = None, only: list[str] | No
                 print(f"[{study.name}] {spec.name} seed {seed}: " + (f"{lock} names a live runner" if not mine else
                       "recorded meanwhile") + "; skipped", flush=True)
                 continue
-            print(f"[{study.name}] {spec.name} seed {seed}: {spec.agent} on {spec.env}, {spec.budget.text()} -> "
-                  f"{run_dir}", flush=True)
+            print(f"[{study.name}] {spec.name} seed {seed}: {spec.agent} on {spec.env}, "
+                  f"{spec.budget.text(study.raw.get('x_label'))} -> {run_dir}", flush=True)
             started, load_before, code = now(), load_average(), versions()  # the code as it was when the run began
             segment_s = train_run(cfg, run_dir, overrides)
             written.append(finish(study, spec, seed, cfg, overrides, prepared, stem, run_dir, started, load_before,
@@ -275,7 +275,8 @@ def finish(study: Study, spec: RunSpec, seed: int, cfg: DictConfig, overrides: l
     curve = read_curve(run_dir / "metrics.csv")
     final = f"final {METRICS[study.metric]} {metric_text(study.metric, curve[study.metric][-1])}"
     print(f"[{study.name}] {spec.name} seed {seed}: {final} at "
-          f"{int(curve[step_column(curve)][-1]):,} {spec.budget.x_label}, {curve['wall_time_s'][-1]:.0f} s -> {path}",
+          f"{int(curve[step_column(curve)][-1]):,} {study.raw.get('x_label') or spec.budget.x_label}, "
+          f"{curve['wall_time_s'][-1]:.0f} s -> {path}",
           flush=True)
     return path
 

@@ -26,6 +26,7 @@ description: two runs, two seeds, data prepared per seed
 env: reach
 budget: {gradient_steps: 20}
 eval_every: 10
+x_label: updates
 seeds: [0, 1]
 overrides: ["agent.dataset={{prefs}}", "agent.hidden=[16]", eval_episodes=2, checkpoint_every=20]
 prepare:
@@ -51,7 +52,7 @@ def write_study(tmp_path: Path, text: str = TINY, name: str = "tiny") -> Path:
     return path
 
 
-def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
+def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path, capsys):
     study = load_study(write_study(tmp_path))
     records, runs = tmp_path / "records", tmp_path / "runs"
     (runs / "tiny").mkdir(parents=True)
@@ -68,6 +69,7 @@ def test_a_tiny_study_runs_end_to_end_writes_records_and_its_report(tmp_path):
     assert record["prepared"][0]["name"] == "prefs" and "prefs.seed1" in record["config"]["agent"]["dataset"]
     assert record["machine"]["cores"] >= 1 and record["versions"]["torch"] and record["beside"] == "the test suite"
     assert list(record["curve_columns"]["gradient_steps"]) == [0, 10, 20]  # offline: counted in gradient steps
+    assert "cpl seed 1: cpl on reach, 20 updates ->" in capsys.readouterr().out  # the study's name for its steps
     # a second call finds every record and trains nothing
     assert runner.run_study(study, records_root=records, runs_root=runs) == []
 
@@ -155,7 +157,7 @@ def test_a_prepared_policy_checkpoint_is_the_one_nearest_the_target_success(tmp_
     (("eval_every: 10", "eval_every: 10\nmetric: reward"), "metric 'reward' must be one of eval_success_rate, eval_return"),
     (("eval_every: 10", "eval_every: 10\nmetric: eval_return"), "a study with metric eval_return has none"),
     (("eval_every: 10", "eval_every: 10\ntarget: 80"), "target 80 must be a success rate in"),
-    (("eval_every: 10", "eval_every: 10\nx_label: 8"), "x_label 8 must be a non-empty string"),
+    (("x_label: updates", "x_label: 8"), "x_label 8 must be a non-empty string"),
 ])
 def test_a_bad_study_is_refused_in_one_line_naming_the_problem(tmp_path, edit, message):
     with pytest.raises(StudyError, match=message) as err:
