@@ -260,7 +260,7 @@ def headline_block(studies: dict[str, dict[str, list[dict[str, Any]]]]) -> tuple
                       if base_stat else f"{f'`{base}`' if base else '—'} | {'not run' if base else ''} | "
                       f"{len(stat['finals'])}")
         lines.append(f"| {headline['label']} | `{headline['run']}` | {success_text(stat)} | {base_cells} | "
-                     f"[{name}](docs/benchmarks/{name}.md) |")
+                     f"[page](docs/benchmarks/{name}.md) |")
     png = None
     if rows:
         fig, axes = plt.subplots(1, len(rows), figsize=(3.2 * len(rows), 2.8), layout="constrained", squeeze=False)
