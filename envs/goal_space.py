@@ -17,30 +17,40 @@ one thing an agent's goal sampler may use: it puts a task goal in the form a des
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
-import torch
 from gymnasium import spaces
 
 from envs.batched import BatchedTask, Obs, TaskWrapper
 
+if TYPE_CHECKING:
+    import torch
+
 GOAL_SPACES = ("object", "object_and_effector", "push_behind")
-Array = TypeVar("Array", np.ndarray, torch.Tensor)
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
 # the agent options (agents/crl.py, before goal spaces) that named env coordinates; refused by name, pointing here
 REMOVED_AGENT_OPTIONS = ("goal_observation_indices", "command_from_goal", "command_source", "command_offset")
 
+def _torch_of(x: Any) -> Any:
+    """torch if `x` is a tensor, else None. A tensor exists only where torch is imported already, so the envs never
+    import it themselves: a worker process that steps an env starts without torch's seconds of import."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(x, torch.Tensor) else None
+
+
 def _cat(parts: list[Array]) -> Array:
-    return torch.cat(parts, -1) if isinstance(parts[0], torch.Tensor) else np.concatenate(parts, -1)
+    torch = _torch_of(parts[0])
+    return torch.cat(parts, -1) if torch else np.concatenate(parts, -1)
 
 
 def _norm(x: Array) -> Array:
-    if isinstance(x, torch.Tensor):
-        return torch.linalg.vector_norm(x, dim=-1, keepdim=True)
-    return np.linalg.norm(x, axis=-1, keepdims=True)
+    torch = _torch_of(x)
+    return torch.linalg.vector_norm(x, dim=-1, keepdim=True) if torch else np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 @dataclass(frozen=True)

@@ -51,12 +51,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:<24} {study.title} — runs: {', '.join(study.runs)}; seeds {list(study.seeds)}")
             return 0
         if args.command == "run":
+            study = load_study(args.study)  # a bad study or run name: refused before torch and the engine load
+            study.selected(args.only)
             from scripts.bench import runner  # noqa: PLC0415
             from scripts.bench.record import RECORDS  # noqa: PLC0415
             from scripts.cli import check_overrides  # noqa: PLC0415
             from scripts.run_setup import CONF_DIR  # noqa: PLC0415
 
-            study = load_study(args.study)
             for spec in study.runs.values():  # bad agent / env / key names: one line before any work
                 plain = [o for o in (*study.overrides, *spec.overrides) if "{{" not in o]  # placeholders: made later
                 check_overrides(CONF_DIR, "train", [f"agent={spec.agent}", f"env={spec.env}", *plain])

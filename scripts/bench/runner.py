@@ -230,10 +230,7 @@ def record_of(study: Study, spec: RunSpec | None, seed: int, cfg: DictConfig, pr
 def run_study(study: Study, seeds: list[int] | None = None, only: list[str] | None = None, *,
               records_root: Path = RECORDS, runs_root: Path = RUNS, note: str = "", use_ray: bool = False) -> list[Path]:
     """Train the study's runs (all, or `only`) for its seeds (or `seeds`); returns the records written."""
-    unknown = sorted(set(only or ()) - set(study.runs))
-    if unknown:
-        raise ValueError(f"--only {', '.join(unknown)}: not a run of {study.name}; runs: {', '.join(study.runs)}")
-    specs = [s for s in study.runs.values() if not only or s.name in only]
+    specs = study.selected(only)
     seeds = list(seeds if seeds is not None else study.seeds)
     jobs = []
     for seed in seeds:

@@ -135,6 +135,13 @@ class Study:
     metric: str = "eval_success_rate"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def selected(self, only: list[str] | None) -> list[RunSpec]:
+        """The runs named by `only` (all without it); ValueError naming the runs there are."""
+        unknown = sorted(set(only or ()) - set(self.runs))
+        if unknown:
+            raise ValueError(f"--only {', '.join(unknown)}: not a run of {self.name}; runs: {', '.join(self.runs)}")
+        return [spec for spec in self.runs.values() if not only or spec.name in only]
+
 
 def study_path(name_or_path: str | Path) -> Path:
     """A study's file from its name (`push` -> scripts/bench/studies/push.yaml) or its path."""

@@ -1,5 +1,9 @@
 """Goal spaces (envs/goal_space.py): extended goals, the task's own reward and success, commands per step."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import gymnasium
 import numpy as np
 import pytest
@@ -84,3 +88,16 @@ def test_every_goal_agent_sees_the_same_spaces_on_a_goal_space_env():
         env.close()
     assert seen["crl"] == seen["sb3_sac"] == seen["sb3_tqc"]
     assert seen["crl"]["desired_goal"].shape == (4,)  # env=push: goal_space=push_behind for every agent
+
+
+def test_the_env_modules_import_without_torch():
+    """A worker process that steps envs (MetaWorld's vector form, AsyncVectorEnv's workers) imports an env module;
+    torch's import cost each such worker 2-3 s on a 2-core machine while goal spaces imported it. Goal spaces take
+    tensors all the same (above). Only the MJX env and the tensor / text-embedding helpers need torch."""
+    modules = ["envs.dmc", "envs.fetch", "envs.flight_preference", "envs.instruction_feedback", "envs.maze",
+               "envs.meta_world", "envs.negotiation", "envs.ogbench_manip", "envs.ogbench_maze", "envs.push", "envs.reach",
+               "envs.recorder", "envs.scripted", "envs.subprocess_task", "envs.vector"]
+    code = f"import sys; import {', '.join(modules)}; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["False"], (result.stdout, result.stderr[-2000:])
