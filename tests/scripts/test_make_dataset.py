@@ -79,7 +79,4 @@ def test_offline_crl_run_resumes_after_kill_9(reach_data, tmp_path):
                                "total_env_steps=100", f"hydra.run.dir={tmp_path / 'y'}"], cwd=ROOT, capture_output=True,
                               text=True, timeout=120)
     assert old_name.returncode == 2 and "total_env_steps does not apply: an offline run" in old_name.stderr
-    assert "set total_gradient_steps=N" in old_name.stderr
-    bad = subprocess.run([sys.executable, "-m", "scripts.train", "agent=gcbc", "env=reach", f"hydra.run.dir={tmp_path / 'x'}"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "agent=gcbc needs agent.dataset=FILE" in bad.stderr
+    assert "set total_gradient_steps=N" in old_name.stderr  # agent=gcbc without a dataset: test_refused_inputs.py

@@ -72,11 +72,11 @@ def test_envs_without_a_scripted_policy_name_the_ones_with_one():
 
 @pytest.mark.parametrize("args, expected", [
     (["env=push", "policy=smart"], "policy='smart' is not one of ['random', 'scripted', 'noisy']"),
-    (["policy=random"], "needs env=NAME"),
     ([], "give either checkpoint=PATH or env=NAME policy="),
     (["env=pusj", "policy=random"], "pusj"),
 ])
 def test_bad_input_is_one_line_exit_2(args, expected, tmp_path):
+    """Exit 2, one line, nothing written (`policy=random` without an env: tests/scripts/test_refused_inputs.py)."""
     result = subprocess.run([sys.executable, "-m", "scripts.record", *args, f"out={tmp_path / 'x'}"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120, env={**os.environ, "MUJOCO_GL": "egl"})
     assert result.returncode == 2, result.stderr

@@ -72,9 +72,12 @@ def test_refused_inputs_of_every_entry_point_leave_no_run_or_output_folder(tmp_p
     results = refused_in_place(calls)
     assert not (tmp_path / "recorded").exists()
     # the tuned settings are announced where a file holds them (crl_push), and only there
-    by_args = {" ".join(args): result.stdout for (_, args, _), result in zip(calls, results)}
-    assert "scripts/conf/tuned/crl_push.yaml" in by_args["agent=crl env=push agent.dataset=/etc/passwd"]
-    assert "agent settings measured" not in by_args["agent=crl env=reach seed=-1"]
+    by_args = {" ".join(args): result for (_, args, _), result in zip(calls, results)}
+    assert "scripts/conf/tuned/crl_push.yaml" in by_args["agent=crl env=push agent.dataset=/etc/passwd"].stdout
+    assert "agent settings measured" not in by_args["agent=crl env=reach seed=-1"].stdout
+    # the messages no other test runs a process for
+    assert "agent=gcbc needs agent.dataset=FILE" in by_args["agent=gcbc env=reach"].stderr
+    assert "policy=random needs env=NAME" in by_args["policy=random"].stderr
 
 
 class NoWeights:
