@@ -36,6 +36,7 @@ Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 # the agent options (agents/crl.py, before goal spaces) that named env coordinates; refused by name, pointing here
 REMOVED_AGENT_OPTIONS = ("goal_observation_indices", "command_from_goal", "command_source", "command_offset")
 
+
 def _torch_of(x: Any) -> Any:
     """torch if `x` is a tensor, else None. A tensor exists only where torch is imported already, so the envs never
     import it themselves: a worker process that steps an env starts without torch's seconds of import."""
