@@ -254,7 +254,7 @@ def run_study(study: Study, seeds: list[int] | None = None, only: list[str] | No
                       "recorded meanwhile") + "; skipped", flush=True)
                 continue
             print(f"[{study.name}] {spec.name} seed {seed}: {spec.agent} on {spec.env}, "
-                  f"{spec.budget.text(study.raw.get('x_label'))} -> {run_dir}", flush=True)
+                  f"{spec.budget.text(study.steps_label(spec))} -> {run_dir}", flush=True)
             started, load_before, code = now(), load_average(), versions()  # the code as it was when the run began
             segment_s = train_run(cfg, run_dir, overrides)
             written.append(finish(study, spec, seed, cfg, overrides, prepared, stem, run_dir, started, load_before,
@@ -272,7 +272,7 @@ def finish(study: Study, spec: RunSpec, seed: int, cfg: DictConfig, overrides: l
     curve = read_curve(run_dir / "metrics.csv")
     final = f"final {METRICS[study.metric]} {metric_text(study.metric, curve[study.metric][-1])}"
     print(f"[{study.name}] {spec.name} seed {seed}: {final} at "
-          f"{int(curve[step_column(curve)][-1]):,} {study.raw.get('x_label') or spec.budget.x_label}, "
+          f"{int(curve[step_column(curve)][-1]):,} {study.steps_label(spec)}, "
           f"{curve['wall_time_s'][-1]:.0f} s -> {path}",
           flush=True)
     return path

@@ -135,6 +135,10 @@ class Study:
     metric: str = "eval_success_rate"
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
+    def steps_label(self, spec: RunSpec) -> str:
+        """What this study calls a run's steps ("updates", "agent steps"): its `x_label`, else the budget's."""
+        return self.raw.get("x_label") or spec.budget.x_label
+
     def selected(self, only: list[str] | None) -> list[RunSpec]:
         """The runs named by `only` (all without it); ValueError naming the runs there are."""
         unknown = sorted(set(only or ()) - set(self.runs))
