@@ -49,25 +49,41 @@ def unknown_key_message(cfg: DictConfig, key: str) -> str | None:
     return f"unknown config key '{key}'.{hint} Valid keys under {where}: {valid}"
 
 
+def one_line(message: Any) -> str:
+    """Hydra's error text on one line, without its config search path."""
+    return " ".join(str(message).split("Config search path")[0].split())
+
+
+def refuse(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+    sys.exit(2)
+
+
 def check_overrides(config_dir: Path, config_name: str, overrides: list[str]) -> None:
-    """Compose `config_name` with the CLI `overrides`; on failure print the bad value and valid choices, exit 2."""
-    plain = [o for o in overrides if "=" in o and not o.startswith(("hydra.", "+", "~", "-"))]
+    """Compose `config_name` with the CLI `overrides` (`+group=NAME` ones included); on failure print one line naming
+    the bad value and the valid choices, and exit 2."""
     groups = {p.name for p in config_dir.iterdir() if p.is_dir()}
+    plain = [o for o in overrides if "=" in o and not o.startswith(("hydra.", "+", "~", "-"))]
+    plain += [o for o in overrides if "=" in o and o.startswith("+") and _key(o)[1:] in groups]  # +preset=gpu
     with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
         try:
             compose(config_name, overrides=plain)
             return
-        except MissingConfigException as err:  # e.g. agent=foo: Hydra's text lists the available options
-            sys.stderr.write(f"error: {str(err).split('Config search path')[0].strip()}\n")
-            sys.exit(2)
+        except MissingConfigException as err:  # agent=foo, +preset=foo
+            group, _, name = (err.missing_cfg_file or "").partition("/")
+            if group in groups and err.options:
+                refuse(f"{group}={name} is not one of the {group} configs: {', '.join(err.options)} "
+                       f"(scripts/conf/{group}/)")
+            refuse(one_line(err))
         except ConfigCompositionException as err:
-            base = compose(config_name, overrides=[o for o in plain if _key(o) in groups])
+            try:
+                base = compose(config_name, overrides=[o for o in plain if _key(o).lstrip("+") in groups])
+            except ConfigCompositionException as group_err:  # preset=gpu: a group outside the defaults needs a +
+                refuse(one_line(group_err))
             for override in plain:
                 if _key(override) not in groups and (message := unknown_key_message(base, _key(override))):
-                    sys.stderr.write(f"error: {message}\n")
-                    sys.exit(2)
-            sys.stderr.write(f"error: {err.__cause__ or err}\n")
-            sys.exit(2)
+                    refuse(message)
+            refuse(one_line(err.__cause__ or err))
 
 
 @contextlib.contextmanager

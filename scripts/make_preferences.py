@@ -117,6 +117,7 @@ def record_rollouts(cfg: DictConfig, out_dir: Path) -> Path:
     describes = hasattr(env, "describe")
     env.request_final_views(*(["frames"] if rec.frames else []), *(["text"] if describes else []))
     policy = NoisyPolicy(env, rec.checkpoint, resolve_device(cfg.device), cfg.seed, bool(rec.get("scripted", False)))
+    print(f"recording {rec.episodes} episodes of {rec.env} into {out_dir} ...", flush=True)  # env and policy made
     levels = np.asarray(list(rec.noise) or [0.0], dtype=np.float64)
     n = env.num_envs
     episode_of = np.arange(n)  # each copy's current episode id; its noise is levels[id % len(levels)]
@@ -288,7 +289,6 @@ def make_preferences(cfg: DictConfig) -> Path:
         raise ValueError(f"labeler={cfg.labeler!r} is not one of {LABELERS}")
     rollouts = Path(cfg.rollouts)
     if cfg.record.env is not None:
-        print(f"recording {cfg.record.episodes} episodes of {cfg.record.env} into {rollouts} ...", flush=True)
         record_rollouts(cfg, rollouts)
     data = goal_dataset_rollouts(rollouts) if is_goal_dataset(rollouts) else load_rollouts(rollouts)
     rng = np.random.default_rng(cfg.seed)

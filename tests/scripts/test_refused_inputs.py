@@ -25,6 +25,8 @@ REFUSED: dict[str, list[list[str]]] = {
         ["agent=crl", "env=reach", "seed=-1"],  # refused by the run-key check
         ["agent=gcbc", "env=reach"],  # an offline agent without agent.dataset
         ["agent=nope"],  # refused before Hydra starts
+        ["+preset=nope"],  # a group outside the defaults list
+        ["preset=gpu"],  # ... given without its +
     ],
     "scripts.make_dataset": [["env=push", "policy=nope"], ["env=push", "episodes=0"]],
     "scripts.make_preferences": [["rollouts=/nonexistent", "labeler=nope"], ["rollouts={tmp}/recorded", "record.env=nope"]],
@@ -52,15 +54,16 @@ def run(module: str, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 
 def refused_in_place(calls: list[tuple[str, list[str], Path]]) -> list[subprocess.CompletedProcess]:
-    """Run the calls (three at a time); each must exit 2 with an `error:` line, no traceback, and change nothing in its working
-    directory, where runs/ and Hydra's outputs/ would appear."""
+    """Run the calls (three at a time); each must exit 2 with one `error:` line, last (no choices listed on lines after
+    it), no traceback, and change nothing in its working directory, where runs/ and Hydra's outputs/ would appear."""
     before = [snapshot(cwd) for _, _, cwd in calls]
     with ThreadPoolExecutor(max_workers=3) as pool:
         results = list(pool.map(lambda call: run(*call), calls))
     for (module, args, cwd), result, old in zip(calls, results, before):
         where = f"{module} {' '.join(args)}"
         assert result.returncode == 2, f"{where}: rc {result.returncode}\n{result.stderr[-2000:]}"
-        assert "Traceback" not in result.stderr and any(line.startswith("error: ") for line in result.stderr.splitlines()), where
+        assert "Traceback" not in result.stderr, where
+        assert result.stderr.strip().splitlines()[-1].startswith("error: "), f"{where}: not one error line at the end\n{result.stderr}"
         assert snapshot(cwd) == old, f"{where} left {sorted(set(snapshot(cwd)) - set(old))} in {cwd}"
         assert not (cwd / "runs").exists() and not (cwd / "outputs").exists(), where
     return results

@@ -127,7 +127,8 @@ def test_resume_accepts_the_runs_own_agent_keys(tmp_path):
 
 @pytest.mark.parametrize(
     "override, expected",
-    [("agent=foo", "Available options in 'agent'"), ("env=nope", "reach"),
+    [("agent=foo", "agent=foo is not one of the agent configs: cpl, crl, curl,"), ("env=nope", "reach"),
+     ("+preset=nope", "preset=nope is not one of the preset configs: gpu"), ("preset=gpu", "use +preset=gpu"),
      ("agent.lrr=1", "Valid keys under agent"), ("seeed=1", "Did you mean 'seed'")],
 )
 def test_bad_config_fails_fast_with_choices(override, expected, capsys):
@@ -137,7 +138,7 @@ def test_bad_config_fails_fast_with_choices(override, expected, capsys):
         check_overrides(CONF, "train", [override])
     assert stop.value.code == 2
     error = capsys.readouterr().err
-    assert error.startswith("error: ") and expected in error
+    assert error.startswith("error: ") and expected in error and error.count("\n") == 1
 
 
 def test_corrupt_checkpoint_gives_clear_error(tmp_path):
