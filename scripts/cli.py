@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import gymnasium
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
@@ -97,22 +98,22 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-# run keys of scripts/conf/train.yaml: name -> (rule, accepts null)
+# run keys of scripts/conf/train.yaml, and env keys of scripts/conf/env/*.yaml: name -> (rule, accepts null)
 RUN_KEYS = {"seed": ("int >= 0", False), "total_env_steps": ("int > 0", False),
             "total_gradient_steps": ("int > 0", False), "eval_every": ("int > 0", False),
             "eval_episodes": ("int > 0", False), "video_episodes": ("int >= 0", False),
             "checkpoint_every": ("int > 0", False), "keep_checkpoints": ("int >= 0", False),
             "log_every_s": ("number >= 0", False), "time_limit_s": ("number > 0", True), "torch_threads": ("int > 0", True)}
+ENV_KEYS = {"num_envs": ("int > 0", False), "max_episode_steps": ("int > 0", True), "eval_num_envs": ("int > 0", True)}
 RUN_SWITCHES = ("eval_at_start", "progress")  # run keys that are true / false
 
 
-def check_run_config(cfg: DictConfig) -> None:
-    """ValueError naming the first run key of the wrong type or range (seed=abc, eval_every=0, total_env_steps=-5,
-    ...), so that a run refuses bad input before it builds anything or writes a file."""
-    for key, (rule, nullable) in RUN_KEYS.items():
-        if key not in cfg:
+def check_keys(node: DictConfig, rules: dict[str, tuple[str, bool]], prefix: str = "") -> None:
+    """ValueError naming the first key of `rules` in `node` whose value is of the wrong type or out of range."""
+    for key, (rule, nullable) in rules.items():
+        if key not in node:
             continue
-        value = cfg[key]
+        value = node[key]
         if value is None and nullable:
             continue
         kind, op, bound = rule.split()
@@ -121,7 +122,26 @@ def check_run_config(cfg: DictConfig) -> None:
         ok = ok and (value > float(bound) if op == ">" else value >= float(bound))
         if not ok:
             hint = " or null" if nullable else ""
-            raise ValueError(f"{key}={value!r} must be {'an integer' if kind == 'int' else 'a number'} {op} {bound}{hint}")
+            raise ValueError(f"{prefix}{key}={value!r} must be {'an integer' if kind == 'int' else 'a number'} {op} {bound}{hint}")
+
+
+def check_env_id(env_id: str) -> None:
+    """ValueError naming `env.id` and crlab's ids when Gymnasium cannot find it (`env=NAME` picks a config whose id
+    is registered; `env.id=...` overrides it), before anything is built."""
+    try:
+        gymnasium.spec(env_id)  # "module:Id" imports the module that registers it, as gymnasium.make does
+    except (gymnasium.error.Error, ModuleNotFoundError) as err:
+        crlab_ids = sorted(i for i in gymnasium.registry if i.startswith("crlab/"))
+        raise ValueError(f"env.id={env_id!r} is not a registered Gymnasium id ({err}); crlab's: {crlab_ids}") from err
+
+
+def check_run_config(cfg: DictConfig) -> None:
+    """ValueError naming the first run or env key of the wrong type or range (seed=abc, eval_every=0,
+    total_env_steps=-5, env.num_envs=0, ...), so that a run refuses bad input before it builds anything or writes a
+    file."""
+    check_keys(cfg, RUN_KEYS)
+    if "env" in cfg:
+        check_keys(cfg.env, ENV_KEYS, "env.")
     for key in RUN_SWITCHES:
         if key in cfg and not isinstance(cfg[key], bool):
             raise ValueError(f"{key}={cfg[key]!r} must be true or false")

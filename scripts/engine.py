@@ -32,7 +32,7 @@ from tqdm import tqdm
 from agents import agent_loop, make_agent_config, resolve_device
 from agents.base import RelabelsRewards, obs_to_tensor
 from envs.batched import true_next_obs
-from scripts.cli import check_run_config
+from scripts.cli import check_env_id, check_run_config
 from scripts.evaluate import evaluate, record_episodes
 from scripts.run_log import RunLog, latest_checkpoint, peak_memory_mb, write_checkpoint
 from scripts.run_setup import GROUPS, Built, agent_options, build_run
@@ -333,6 +333,15 @@ def check_step_keys(cfg: DictConfig, overrides: list[str]) -> None:
         raise ValueError(f"{wrong} does not apply: {kind}; set {right}=N")
 
 
+def check_run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> None:
+    """ValueError naming the first bad value of a run config (run and env keys, agent options, the step key, the env
+    id), before anything is built or written."""
+    check_run_config(cfg)
+    make_agent_config(cfg.agent.name, agent_options(cfg))
+    check_step_keys(cfg, list(overrides))
+    check_env_id(cfg.env.id)
+
+
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     """Run the training described by `cfg`, writing everything into `run_dir`; returns `run_dir`. With
     `resume=RUN_DIR` it continues that run from its latest checkpoint (`overrides`, the CLI's key=value list, may
@@ -342,9 +351,7 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
         run_dir = Path(cfg.resume)
         checkpoint = latest_checkpoint(run_dir)
         cfg = resumed_config(checkpoint["config"], run_dir, list(overrides))
-    check_run_config(cfg)
-    make_agent_config(cfg.agent.name, agent_options(cfg))  # agent options checked before anything is written
-    check_step_keys(cfg, list(overrides))
+    check_run(cfg, overrides)
     config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
 
     if cfg.torch_threads:

@@ -32,7 +32,7 @@ from envs.batched import true_next_obs
 from envs.ogbench_manip import OGBENCH_ENVS, collect_ogbench
 from envs.ogbench_maze import LOCOMAZE_ENVS, PROTOCOLS, collect_locomaze
 from envs.scripted import noisy_policy, random_policy, scripted_policy
-from scripts.cli import start, user_errors
+from scripts.cli import check_env_id, check_keys, start, user_errors
 
 POLICIES = ("oracle", "noisy", "random", "play")  # play: OGBench's plan oracles (OGBench's envs only)
 OGBENCH_KINDS = {"noisy": "noisy", "play": "play", "oracle": "play"}  # OGBench's own collection per policy
@@ -112,9 +112,16 @@ def env_spec_of(env_cfg: DictConfig) -> gymnasium.envs.registration.EnvSpec | No
     return dataclasses.replace(spec, kwargs={**spec.kwargs, **kwargs}, max_episode_steps=env_cfg.max_episode_steps)
 
 
+# scripts/conf/make_dataset.yaml's numbers: name -> (rule, accepts null), as scripts.cli.check_keys reads them
+KEYS = {"episodes": ("int > 0", False), "num_envs": ("int > 0", False), "seed": ("int >= 0", False),
+        "noise": ("number >= 0", False)}
+
+
 def make_dataset(cfg: DictConfig) -> Path:
     """Collect `cfg.episodes` episodes of `cfg.policy` on `cfg.env` and write them as a goal dataset (`out=minari:ID`:
     a local Minari dataset); returns its path (a Minari dataset's folder)."""
+    check_keys(cfg, KEYS)
+    check_env_id(cfg.env.id)
     dataset_id = minari_id(cfg.out) if cfg.out else None
     if dataset_id is not None:
         new_dataset_folder(dataset_id)  # a malformed or taken id is refused before collecting

@@ -32,7 +32,9 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 
 from scripts.cli import check_overrides
+from scripts.engine import check_run
 from scripts.report import RUN_SPECIFIC_KEYS, flatten, last_row, write_report
+from scripts.run_setup import compose_config
 
 CONF = Path(__file__).resolve().parent / "conf"
 DONE = "DONE"
@@ -236,9 +238,13 @@ def main(argv: list[str]) -> int:
         cfg = compose("sweep", overrides=sweep_args)
     if cfg.rewards and not (CONF / "reward").is_dir():
         raise ValueError("rewards=[...] needs reward configs in scripts/conf/reward/ (train.yaml has no reward group yet)")
+    for key in ("agents", "envs", "seeds", "rewards"):
+        if cfg[key] is not None and not OmegaConf.is_list(cfg[key]):
+            raise ValueError(f"{key}={cfg[key]!r} must be a list, e.g. {key}=[{cfg[key]}]")
     trials = expand_grid(cfg, train_args)
     for trial in trials:
         check_overrides(CONF, "train", list(trial.overrides))  # bad names or keys: one clear line, exit 2
+        check_run(compose_config("train", trial.overrides), trial.overrides)  # bad values: before any trial starts
     sweep_dir = Path(cfg.sweep_dir or f"runs/sweep_{datetime.datetime.now():%Y-%m-%d_%H-%M-%S}").resolve()
     restart = [a for a in argv if not a.startswith("sweep_dir=")] + [f"sweep_dir={sweep_dir}"]
     print(f"sweep: {sweep_dir}\n  restart or continue with: python -m scripts.sweep {' '.join(restart)}", flush=True)

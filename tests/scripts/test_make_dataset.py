@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from agents.goal_dataset import episode_bounds, load_goal_dataset
-from scripts.make_dataset import collect
+from scripts.make_dataset import collect, make_dataset
 from scripts.run_setup import compose_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,17 @@ def test_collection_is_seeded_and_noise_is_added_to_the_oracles_actions():
         collect(env, "expert", 0.0, 1, 1, seed=0)
     with pytest.raises(ValueError, match=r"ogbench_cube_double \| ogbench_scene only \(got env=reach\)"):
         collect(env, "play", 0.0, 1, 1, seed=0)  # OGBench's plan oracle: its cube envs only
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("episodes=abc", "episodes='abc' must be an integer > 0"), ("num_envs=0", "num_envs=0 must be an integer > 0"),
+    ("env.id=crlab/Nope-v0", "env.id='crlab/Nope-v0' is not a registered Gymnasium id"),
+])
+def test_bad_values_are_refused_before_collecting(override, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default output is data/<env>_<policy>.npz here
+    with pytest.raises(ValueError, match=expected):
+        make_dataset(compose_config("make_dataset", ["env=reach", "progress=false", override]))
+    assert not any(tmp_path.iterdir())
 
 
 def rows(run_dir):

@@ -24,6 +24,7 @@ REFUSED: dict[str, list[list[str]]] = {
         ["agent=crl", "env=push", "agent.dataset=/etc/passwd"],  # refused while the run is built
         ["agent=crl", "env=reach", "seed=-1"],  # refused by the run-key check
         ["agent=gcbc", "env=reach"],  # an offline agent without agent.dataset
+        ["agent=crl", "env=reach", "env.id=crlab/Nope-v0"],  # an id Gymnasium cannot find (it left a run folder)
         ["agent=nope"],  # refused before Hydra starts
         ["+preset=nope"],  # a group outside the defaults list
         ["preset=gpu"],  # ... given without its +
@@ -81,6 +82,7 @@ def test_refused_inputs_of_every_entry_point_leave_no_run_or_output_folder(tmp_p
     # the messages no other test runs a process for
     assert "agent=gcbc needs agent.dataset=FILE" in by_args["agent=gcbc env=reach"].stderr
     assert "policy=random needs env=NAME" in by_args["policy=random"].stderr
+    assert "env.id='crlab/Nope-v0' is not a registered Gymnasium id" in by_args["agent=crl env=reach env.id=crlab/Nope-v0"].stderr
 
 
 class NoWeights:

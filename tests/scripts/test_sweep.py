@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from scripts.sweep import expand_grid, split_args
+from scripts.sweep import expand_grid, main, split_args
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["total_env_steps=1600", "eval_every=800", "checkpoint_every=800", "eval_episodes=4", "video_episodes=0",
@@ -56,6 +56,19 @@ def test_grid_names_and_overrides():
     assert trials[-1].name == "ppo_reach_eval_episodes=4_seed1"
     with pytest.raises(ValueError, match="use seeds="):
         expand_grid(cfg, ["seed=3"])
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["seeds=abc"], r"seeds='abc' must be a list, e\.g\. seeds=\[abc\]"),  # it ran seeds 'a', 'b' and 'c'
+    (["seeds=[-1]"], "seed=-1 must be an integer >= 0"),
+    (["agent.batch_size=0"], r"agent.batch_size=0 must be a number > 0 \(agent=crl\)"),
+    (["env.id=crlab/Nope-v0"], "env.id='crlab/Nope-v0' is not a registered Gymnasium id"),
+])
+def test_bad_values_are_refused_before_any_trial_starts(args, expected, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the sweep folder would be runs/sweep_<date>_<time> here
+    with pytest.raises(ValueError, match=expected):
+        main(["agents=[crl]", "envs=[reach]", *args])
+    assert not any(tmp_path.iterdir())
 
 
 def test_sweep_on_local_ray_runs_each_trial_once_and_resumes(tmp_path):

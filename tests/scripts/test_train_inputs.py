@@ -30,6 +30,8 @@ def config(*overrides):
     ("checkpoint_every=0", "checkpoint_every=0 must be an integer > 0"),
     ("time_limit_s=0", "time_limit_s=0 must be a number > 0 or null"), ("eval_episodes=2.5", "eval_episodes=2.5"),
     ("eval_at_start=maybe", "eval_at_start='maybe' must be true or false"), ("progress=1", "progress=1 must be true or false"),
+    ("env.num_envs=abc", "env.num_envs='abc' must be an integer > 0"),
+    ("env.max_episode_steps=0", "env.max_episode_steps=0 must be an integer > 0 or null"),
 ])
 def test_run_keys_of_the_wrong_type_or_range_are_refused(override, expected):
     with pytest.raises(ValueError, match=expected.replace("(", r"\(")):
