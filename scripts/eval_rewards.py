@@ -31,7 +31,7 @@ import envs  # noqa: E402,F401  (registers crlab/ envs)
 from agents import resolve_device  # noqa: E402
 from rewards.evaluation import Rollouts, env_reward_fn, evaluate_module, load_rollouts  # noqa: E402
 from rewards.from_config import reward_from_config  # noqa: E402
-from scripts.cli import unknown_key_message, user_errors  # noqa: E402
+from scripts.cli import check_keys, unknown_key_message, user_errors  # noqa: E402
 
 CONF = Path(__file__).resolve().parent / "conf"
 REFERENCE = "env reward"
@@ -49,6 +49,12 @@ def _merge(base: DictConfig, overrides: list[str], where: str) -> DictConfig:
             if message:
                 raise ValueError(f"{where}: {message}") from None
         raise
+
+
+# scripts/conf/eval_rewards.yaml's numbers: name -> (rule, accepts null), as scripts.cli.check_keys reads them
+KEYS = {"pairs": ("int > 0", False), "segment_length": ("int > 0", False), "epic_transitions": ("int > 0", False),
+        "epic_states": ("int > 0", False), "epic_actions": ("int > 0", False), "video_episodes": ("int >= 0", False),
+        "seed": ("int >= 0", False), "gamma": ("number >= 0", False)}
 
 
 def parse_args(argv: list[str]) -> tuple[DictConfig, dict[str, DictConfig]]:
@@ -76,6 +82,8 @@ def parse_args(argv: list[str]) -> tuple[DictConfig, dict[str, DictConfig]]:
     if cfg.rollouts is None or not names:
         raise ValueError("usage: python -m scripts.eval_rewards rollouts=PATH reward=NAME[,NAME...] (NAME from "
                          f"{known})")
+    check_keys(cfg, KEYS)
+    resolve_device(cfg.device)
     return cfg, modules
 
 

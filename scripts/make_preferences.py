@@ -39,10 +39,15 @@ from envs.batched import true_next_obs
 from envs.scripted import scripted_policy
 from rewards.evaluation import Rollouts, load_rollouts
 from rewards.preference import PreferenceRewardModel, SyntheticLabeler
+from scripts.cli import check_keys
 from scripts.run_setup import agent_from_config
 
 CONF = Path(__file__).resolve().parent / "conf"
 LABELERS = ("gold", "preference", "vlm_preference")
+# scripts/conf/make_preferences.yaml's numbers, top level and under record: name -> (rule, accepts null)
+KEYS = {"pairs": ("int > 0", False), "segment_length": ("int > 0", False), "seed": ("int >= 0", False),
+        "error_rate": ("number >= 0", False), "tie_threshold": ("number >= 0", False), "beta": ("number > 0", True)}
+RECORD_KEYS = {"episodes": ("int > 0", False), "num_envs": ("int > 0", False), "max_episode_steps": ("int > 0", True)}
 
 
 # --- recording ----------------------------------------------------------------------------------------------
@@ -287,6 +292,11 @@ def make_preferences(cfg: DictConfig) -> Path:
     """Record (optionally), cut segments, label pairs, write the dataset; returns its path."""
     if cfg.labeler not in LABELERS:
         raise ValueError(f"labeler={cfg.labeler!r} is not one of {LABELERS}")
+    check_keys(cfg, KEYS)
+    check_keys(cfg.record, RECORD_KEYS, "record.")
+    if cfg.error_rate > 1:
+        raise ValueError(f"error_rate={cfg.error_rate} must be a probability in [0, 1]")
+    resolve_device(cfg.device)  # a bad device name, before recording
     rollouts = Path(cfg.rollouts)
     if cfg.record.env is not None:
         record_rollouts(cfg, rollouts)

@@ -19,11 +19,12 @@ import envs  # noqa: F401  (registers crlab/ envs)
 from agents import resolve_device
 from agents.checkpoint import load_checkpoint
 from envs.scripted import noisy_policy, random_policy, scripted_policy
-from scripts.cli import start, user_errors
+from scripts.cli import ENV_KEYS, check_env_id, check_keys, start, user_errors
 from scripts.evaluate import record_episodes, record_policy
 from scripts.run_setup import agent_from_config
 
 POLICIES = ("random", "scripted", "noisy")
+KEYS = {"episodes": ("int > 0", False), "seed": ("int >= 0", False), "noise": ("number >= 0", False)}
 
 
 def record(checkpoint_path: Path, episodes: int, seed: int, device: str, out: Path | None) -> tuple[Path, Path]:
@@ -65,15 +66,23 @@ def record_reference(env_cfg: DictConfig, policy_name: str, noise: float, episod
         env.close()
 
 
+def check_record_config(cfg: DictConfig) -> None:
+    """ValueError naming the first bad value of scripts/conf/record.yaml's keys, before anything is built."""
+    if (cfg.checkpoint is None) == (cfg.policy is None):
+        raise ValueError("give either checkpoint=PATH or env=NAME policy=random|scripted|noisy "
+                         f"(got checkpoint={cfg.checkpoint}, policy={cfg.policy})")
+    check_keys(cfg, KEYS)
+    resolve_device(cfg.device)
+    if cfg.get("env") is not None:
+        check_keys(cfg.env, ENV_KEYS, "env.")
+        check_env_id(cfg.env.id)
+
+
 @hydra.main(config_path="conf", config_name="record", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     with user_errors():
+        check_record_config(cfg)
         out = Path(cfg.out) if cfg.out else None
-        if (cfg.checkpoint is None) == (cfg.policy is None):
-            raise ValueError("give either checkpoint=PATH or env=NAME policy=random|scripted|noisy "
-                             f"(got checkpoint={cfg.checkpoint}, policy={cfg.policy})")
-        if cfg.episodes < 1:
-            raise ValueError(f"episodes={cfg.episodes} must be >= 1")
         if cfg.checkpoint is not None:
             video, rollout = record(Path(cfg.checkpoint), cfg.episodes, cfg.seed, cfg.device, out)
         else:

@@ -1,6 +1,7 @@
 """Every entry point refuses bad input with one `error: ...` line and leaves the file system as it was: no run
 directory under runs/ (or at an explicit hydra.run.dir), no Hydra outputs/<date>/<time>/, nothing written into a
-resumed run's directory. Each refusal runs as its own process in its own empty working directory, a few at a time."""
+resumed run's directory. Each refusal runs as its own process in its own empty working directory, a few at a time;
+out-of-range numbers, which the entry points check in one place each, are tried in this process."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
+from scripts.eval_rewards import parse_args
+from scripts.make_preferences import make_preferences
+from scripts.record import check_record_config
 from scripts.run_log import write_checkpoint
 from scripts.run_setup import compose_config
 
@@ -108,3 +113,34 @@ def test_refused_train_runs_leave_an_explicit_run_dir_and_a_resumed_run_as_they_
     assert not any((tmp_path / f"x{i}").exists() for i in range(len(cases)))  # nor the folders made above it
     assert snapshot(resumed) == old
     assert "goal dataset /etc/passwd is unreadable" in results[-1].stderr
+
+
+def record_check(args: list[str]) -> None:
+    check_record_config(compose_config("record", args))
+
+
+def preferences_check(args: list[str]) -> None:
+    make_preferences(compose_config("make_preferences", ["rollouts=recorded", "record.env=reach", *args]))
+
+
+def eval_rewards_check(args: list[str]) -> None:
+    parse_args(["rollouts=/nonexistent", "reward=clip", *args])
+
+
+@pytest.mark.parametrize("check, args, expected", [
+    (record_check, ["env=reach", "policy=random", "episodes=abc"], "episodes='abc' must be an integer > 0"),
+    (record_check, ["env=reach", "policy=random", "noise=-1"], "noise=-1 must be a number >= 0"),
+    (record_check, ["env=reach", "policy=random", "env.id=crlab/Nope-v0"], "env.id='crlab/Nope-v0' is not a registered"),
+    (record_check, ["env=reach", "policy=random", "device=tpu"], "device='tpu' is not a torch device"),
+    (preferences_check, ["segment_length=0"], "segment_length=0 must be an integer > 0"),
+    (preferences_check, ["record.episodes=0"], "record.episodes=0 must be an integer > 0"),
+    (preferences_check, ["error_rate=2"], r"error_rate=2 must be a probability in \[0, 1\]"),
+    (eval_rewards_check, ["pairs=0"], "pairs=0 must be an integer > 0"),
+])
+def test_numbers_out_of_range_are_refused_before_any_work(check, args, expected, tmp_path, monkeypatch):
+    """The values (not names) the other entry points take: each refused, in this process, before anything is made
+    (make_preferences would record into ./recorded first; segment_length=0 made a dataset of empty segments)."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=expected):
+        check(args)
+    assert not any(tmp_path.iterdir())
