@@ -33,7 +33,7 @@ from agents import resolve_device
 from envs.reach import scripted_action
 from rewards.clip import clip_preprocess
 from rewards.liv import clip_contrastive_loss, liv_loss
-from scripts.cli import start, user_errors
+from scripts.cli import check_env_id, check_keys, start, user_errors
 
 # A small architecture for 64x64 frames, trained from scratch in minutes on a CPU. Its vision tower is open_clip's
 # ModifiedResNet (a list of layers): on Reach frames a tiny ViT trained from scratch collapsed to one embedding
@@ -140,12 +140,21 @@ def save_local_dir(model: torch.nn.Module, model_cfg: dict, out: Path, info: dic
 
 
 # --- training ------------------------------------------------------------------------------------------------
+# scripts/conf/finetune_clip.yaml's numbers: name -> (rule, accepts null), as scripts.cli.check_keys reads them
+KEYS = {"frame_size": ("int > 0", True), "frames": ("int > 0", False), "num_envs": ("int > 0", False),
+        "noise": ("number >= 0", False), "steps": ("int > 0", False), "batch_size": ("int > 0", False),
+        "lr": ("number > 0", False), "weight_decay": ("number >= 0", False), "liv_weight": ("number >= 0", False),
+        "liv_gamma": ("number > 0", False), "liv_batch_size": ("int > 0", False), "seed": ("int >= 0", False)}
+
+
 def finetune(cfg: DictConfig) -> Path:
-    """Collect, train, save; returns the output folder."""
+    """Check the settings, build the model, collect, train, save; returns the output folder."""
+    check_keys(cfg, KEYS)
+    check_env_id(cfg.env.id)
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
+    model, tokenizer, model_cfg = build_model(cfg.model, cfg.pretrained, device)  # a bad name: before collecting
     data = collect(cfg)
-    model, tokenizer, model_cfg = build_model(cfg.model, cfg.pretrained, device)
     preprocess_cfg = dict(model.visual.preprocess_cfg)
     unique, caption_ids = np.unique(data["captions"], return_inverse=True)
     tokens = tokenizer(list(unique)).to(device)  # (U, context)

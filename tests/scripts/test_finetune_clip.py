@@ -59,3 +59,14 @@ def test_unknown_policy_or_architecture_is_a_user_error():
         collect(config("policy=greedy", "frames=8"))
     with pytest.raises(ValueError, match="scripted"):
         collect(config("env.id=crlab/Negotiation-v0", "frames=8"))
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("model=nope", "unknown CLIP architecture 'nope'"), ("steps=0", "steps=0 must be an integer > 0"),
+    ("frames=abc", "frames='abc' must be an integer > 0"), ("lr=-1", "lr=-1 must be a number > 0"),
+])
+def test_bad_settings_are_refused_before_collecting(override, expected, monkeypatch):
+    """A bad architecture name was refused only after the frames (8,192 by default) were collected."""
+    monkeypatch.setattr("scripts.finetune_clip.collect", lambda cfg: pytest.fail("collected before refusing"))
+    with pytest.raises(ValueError, match=expected):
+        finetune(config(override))
