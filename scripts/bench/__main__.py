@@ -18,6 +18,17 @@ import sys
 from pathlib import Path
 
 
+def seed(text: str) -> int:
+    """A --seeds value: an integer >= 0, as scripts.train's seed."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a seed (an integer >= 0)")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -25,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("list", help="studies and their runs")
     run = commands.add_parser("run", help="train a study's runs and write their records")
     run.add_argument("study", help="a study name (scripts/bench/studies/NAME.yaml) or a YAML path")
-    run.add_argument("--seeds", type=int, nargs="+", help="these seeds instead of the study's")
+    run.add_argument("--seeds", type=seed, nargs="+", help="these seeds instead of the study's")
     run.add_argument("--only", nargs="+", help="these runs of the study only")
     run.add_argument("--ray", action="store_true", help="run the trials on Ray (scripts.sweep's machinery)")
     run.add_argument("--beside", default="", help="what else ran on the machine meanwhile (kept in the records)")

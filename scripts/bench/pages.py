@@ -391,7 +391,12 @@ def generate(records_root: Path = RECORDS, readme_text: str | None = None) -> di
 
 def main(records_root: Path | None = None, out: Path | None = None, readme: Path | None = None,
          check: bool = False) -> int:
+    if records_root is not None and records_root.resolve() != RECORDS.resolve() and (out is None or readme is None):
+        raise ValueError(f"--records {records_root} without --out and --readme would rewrite {PAGES} and the README "
+                         "from other records; give --out DIR --readme FILE too")
     records_root, out, readme = records_root or RECORDS, out or PAGES, readme or README
+    if not any(records_root.glob("*/*.json")):
+        raise ValueError(f"--records {records_root} holds no records (STUDY/RUN.seedN.json); nothing written")
     files = generate(records_root, readme.read_text() if readme.exists() else None)
     differ = []
     for rel, content in files.items():

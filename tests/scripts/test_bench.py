@@ -178,6 +178,21 @@ def test_the_cli_refuses_an_unknown_study_or_run_before_any_work(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_bad_records_folders_and_seeds_are_refused_and_the_committed_pages_kept(tmp_path, capsys):
+    """`report --records /typo` generated pages from no records and deleted the 45 committed ones as stale."""
+    from scripts.bench.__main__ import main  # noqa: PLC0415
+
+    before = {p: p.read_bytes() for p in pages.PAGES.glob("*.md")}
+    assert main(["report", "--records", str(tmp_path / "typo")]) == 2
+    assert "without --out and --readme would rewrite" in capsys.readouterr().err
+    assert main(["report", "--records", str(tmp_path), "--out", str(tmp_path / "p"), "--readme", str(tmp_path / "R.md")]) == 2
+    assert "holds no records" in capsys.readouterr().err and not (tmp_path / "p").exists()
+    assert {p: p.read_bytes() for p in pages.PAGES.glob("*.md")} == before
+    with pytest.raises(SystemExit) as stop:
+        main(["run", "reach", "--seeds", "-1", "--runs", str(tmp_path / "runs")])
+    assert stop.value.code == 2 and "'-1' is not a seed" in capsys.readouterr().err and not (tmp_path / "runs").exists()
+
+
 def test_every_committed_study_file_loads():
     from scripts.bench.study import known_studies
 
