@@ -221,6 +221,14 @@ def _index(obs: Obs, i: int) -> Obs:
     return obs[i]
 
 
+def check_frame_size(task: BatchedTask) -> None:
+    """ValueError naming a frame `width` / `height` that is not a positive integer (None: the task's default)."""
+    for name in ("width", "height"):
+        value = getattr(task, name, None)
+        if value is not None and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0):
+            raise ValueError(f"{name}={value!r} must be a positive integer (frame size in pixels)")
+
+
 class BatchedEnv(gymnasium.Env):
     """A single Gymnasium env backed by a `BatchedTask` of one copy."""
 
@@ -228,6 +236,7 @@ class BatchedEnv(gymnasium.Env):
         check_not_importing_main()
         if render_mode not in (None, *task.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is not supported; choose from {task.metadata['render_modes']}")
+        check_frame_size(task)
         self.task = task
         self.metadata = {**self.metadata, **task.metadata}
         self.render_mode = render_mode
@@ -295,6 +304,7 @@ class BatchedVectorEnv(VectorEnv):
         check_not_importing_main()
         if render_mode not in (None, *task.metadata["render_modes"]):
             raise ValueError(f"render_mode={render_mode!r} is not supported; choose from {task.metadata['render_modes']}")
+        check_frame_size(task)
         self.task = task
         self.num_envs = task.num_envs
         self.max_episode_steps = max_episode_steps

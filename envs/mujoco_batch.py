@@ -92,8 +92,8 @@ class BatchedMujoco:
     """
 
     def __init__(self, xml_path: str | Path, num_copies: int, spacing: float = 2.0) -> None:
-        if num_copies < 1:
-            raise ValueError(f"num_copies must be >= 1, got {num_copies}")
+        if not isinstance(num_copies, (int, np.integer)) or isinstance(num_copies, bool) or num_copies < 1:
+            raise ValueError(f"num_envs={num_copies!r} must be an integer >= 1 (the env's copies)")
         self.num_copies = num_copies
         base = mujoco.MjSpec.from_file(str(xml_path))
         spec = mujoco.MjSpec()

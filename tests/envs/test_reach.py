@@ -102,6 +102,16 @@ def test_bad_reward_type_names_choices():
         gymnasium.make("crlab/Reach-v0", reward_type="shaped")
 
 
+@pytest.mark.parametrize("make, kwargs, expected", [
+    (gymnasium.make, {"width": -1}, "width=-1 must be a positive integer"),  # was accepted
+    (gymnasium.make, {"height": 0, "render_mode": "rgb_array"}, "height=0 must be a positive integer"),  # rendered
+    (gymnasium.make_vec, {"num_envs": 0}, "num_envs=0 must be an integer >= 1"),  # named an internal num_copies
+])
+def test_bad_frame_sizes_and_copy_counts_are_refused(make, kwargs, expected):
+    with pytest.raises(ValueError, match=expected):
+        make("crlab/Reach-v0", **kwargs)
+
+
 def test_sb3_sac_her_runs():
     from stable_baselines3 import SAC, HerReplayBuffer
 
