@@ -342,6 +342,20 @@ def check_run(cfg: DictConfig, overrides: list[str] | tuple[str, ...] = ()) -> N
     check_env_id(cfg.env.id)
 
 
+def load_weights(built: Built, checkpoint: dict, run_dir: Path, overrides: list[str] | tuple[str, ...]) -> None:
+    """The resumed run's weights into the agent just built; ValueError (the run's parts closed) when they do not fit,
+    naming the agent options this invocation changed (`agent.hidden=[64,64]` on a run trained with [32,32])."""
+    try:
+        built.agent.load_state_dict(checkpoint["agent"])
+    except (RuntimeError, KeyError) as err:
+        built.close()
+        changed = [o for o in overrides if o.lstrip("+").startswith("agent.")]
+        first = str(err).strip().splitlines()
+        detail = " ".join(first[1].split()) if len(first) > 1 else " ".join(str(err).split())
+        raise ValueError(f"the checkpoint of {run_dir} does not fit the agent this config builds"
+                         + (f" (changed here: {changed})" if changed else "") + f": {detail[:240]}") from err
+
+
 def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     """Run the training described by `cfg`, writing everything into `run_dir`; returns `run_dir`. With
     `resume=RUN_DIR` it continues that run from its latest checkpoint (`overrides`, the CLI's key=value list, may
@@ -362,13 +376,15 @@ def train(cfg: DictConfig, run_dir: Path, overrides: list[str] = ()) -> Path:
     loop = agent_loop(cfg.agent.name, agent_options(cfg))
     device = resolve_device(cfg.device)
     built = build_run(cfg, run_dir, checkpoint, device, offline=loop == "offline")
+    if checkpoint is not None:
+        load_weights(built, checkpoint, run_dir, overrides)
     # Written only now: building reads the dataset, makes the envs and the reward module, and a refusal there
-    # (a missing or unreadable agent.dataset, ...) must leave the run directory as it was, a resumed one included.
+    # (a missing or unreadable agent.dataset, weights that do not fit, ...) must leave the run directory as it was,
+    # a resumed one included.
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(config_yaml)
     steps, wall_offset = 0, 0.0
     if checkpoint is not None:
-        built.agent.load_state_dict(checkpoint["agent"])
         steps, wall_offset = int(checkpoint["env_steps"]), float(checkpoint["wall_time_s"])
         torch.set_rng_state(checkpoint["torch_rng"])
     resumed = checkpoint is not None

@@ -62,6 +62,18 @@ def test_run_stopped_between_evaluations_ends_with_one(tmp_path):
     assert len(steps) == 2 and steps[0] == 0 and steps[1] > 0
 
 
+def test_a_resume_whose_weights_do_not_fit_is_refused_and_changes_nothing(tmp_path):
+    """Resumed with agent.hidden changed, the run failed in torch's load_state_dict with a traceback, after it had
+    rewritten config.yaml with a config its weights do not fit."""
+    run_dir = train(config("total_env_steps=200", "eval_every=200", "eval_episodes=2", "video_episodes=0",
+                           "agent.warmup_steps=100", "agent.hidden=[32,32]", "agent.batch_size=32"), tmp_path / "run")
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    overrides = [f"resume={run_dir}", "agent.hidden=[16,16]", "total_env_steps=400"]
+    with pytest.raises(ValueError, match=r"does not fit the agent this config builds \(changed here: \['agent.hidden=\[16,16\]'\]\)"):
+        train(config(*overrides), run_dir, overrides)
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
 def test_eval_at_start_false_skips_the_untrained_evaluation(tmp_path):
     cfg = config("total_env_steps=1200", "eval_every=800", "eval_at_start=false", "eval_episodes=2", "video_episodes=0",
                  "agent.warmup_steps=400", "agent.hidden=[32,32]", "agent.batch_size=32")
