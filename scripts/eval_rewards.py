@@ -183,12 +183,12 @@ def evaluate_rollouts(cfg: DictConfig, module_cfgs: dict[str, DictConfig]) -> Pa
         notes.append(f"EPIC distance left out: {why}")
     settings = {k: cfg[k] for k in ("gamma", "pairs", "segment_length", "epic_transitions", "epic_states",
                                     "epic_actions", "seed")}
+    modules = {REFERENCE: None}  # every module built before any is scored: one that cannot load fails first
+    for name, module_cfg in module_cfgs.items():
+        modules[name] = reward_from_config(OmegaConf.to_container(module_cfg, resolve=True), None, None, device,
+                                           discount=cfg.gamma, env_id=data.env_id)  # shaping: EPIC's γ
     results, rewards = {}, {}
-    for name, module_cfg in {REFERENCE: None, **module_cfgs}.items():
-        module = None
-        if module_cfg is not None:
-            module = reward_from_config(OmegaConf.to_container(module_cfg, resolve=True), None, None, device,
-                                        discount=cfg.gamma, env_id=data.env_id)  # shaping uses the γ of EPIC's canonicalisation
+    for name, module in modules.items():
         results[name], rewards[name] = evaluate_module(module, data, gt_fn, **settings)
         epic = results[name].get("epic")
         if isinstance(epic, str):  # "undefined: why" (a pure potential shaping): the reason goes to the notes

@@ -82,13 +82,16 @@ def test_without_env_kwargs_epic_is_left_out_with_a_note(rollouts, tmp_path):
 @pytest.mark.parametrize(
     "args, expected",
     [(["reward=nope"], "known rewards"), (["reward=preference", "preference.hiden_dim=3"], "Did you mean 'hidden_dim'"),
-     (["reward=preference", "pairz=3"], "Did you mean 'pairs'"), (["reward=preference"], "needs a trained model")],
+     (["reward=preference", "pairz=3"], "Did you mean 'pairs'"), (["reward=preference"], "needs a trained model"),
+     (["reward=language,preference"], "needs a trained model")],
 )
 def test_bad_arguments_exit_2_with_a_clear_message(rollouts, capsys, args, expected):
     with pytest.raises(SystemExit) as exit_info:
         main([f"rollouts={rollouts / 'rollouts'}", "device=cpu", *args])
     assert exit_info.value.code == 2
-    assert expected in capsys.readouterr().err
+    out = capsys.readouterr()
+    assert expected in out.err
+    assert out.out == ""  # nothing scored before the refusal (the env reward and language were)
 
 
 def test_corrupt_or_mismatched_rollout_file_is_named_without_traceback(rollouts, tmp_path, capsys):
