@@ -106,6 +106,14 @@ RUN_KEYS = {"seed": ("int >= 0", False), "total_env_steps": ("int > 0", False),
             "log_every_s": ("number >= 0", False), "time_limit_s": ("number > 0", True), "torch_threads": ("int > 0", True)}
 ENV_KEYS = {"num_envs": ("int > 0", False), "max_episode_steps": ("int > 0", True), "eval_num_envs": ("int > 0", True)}
 RUN_SWITCHES = ("eval_at_start", "progress")  # run keys that are true / false
+# reward keys of scripts/conf/reward/*.yaml (each reward has some of them), its online learning's and teacher's
+REWARD_KEYS = {"ensemble_size": ("int > 0", False), "hidden_dim": ("int > 0", False), "num_layers": ("int > 0", False),
+               "lr": ("number > 0", False), "chunk_size": ("int > 0", False), "alpha": ("number >= 0", False),
+               "gamma": ("number > 0", True)}
+ONLINE_KEYS = {"query_every": ("int >= 0", False), "first_query": ("int >= 0", False), "queries": ("int > 0", False),
+               "max_labels": ("int > 0", True), "candidates": ("int > 0", False), "segment_length": ("int > 0", False),
+               "window": ("int > 0", False), "epochs": ("int > 0", False), "batch_size": ("int > 0", False)}
+TEACHER_KEYS = {"beta": ("number > 0", True), "error_rate": ("number >= 0", False), "tie_threshold": ("number >= 0", False)}
 
 
 def check_keys(node: DictConfig, rules: dict[str, tuple[str, bool]], prefix: str = "") -> None:
@@ -135,11 +143,24 @@ def check_env_id(env_id: str) -> None:
         raise ValueError(f"env.id={env_id!r} is not a registered Gymnasium id ({err}); crlab's: {crlab_ids}") from err
 
 
+def check_reward_config(reward: DictConfig | None, prefix: str = "reward.") -> None:
+    """ValueError naming the first reward option of the wrong type or range (reward.hidden_dim=-1,
+    reward.online.queries=0, ...)."""
+    if reward is None:
+        return
+    check_keys(reward, REWARD_KEYS, prefix)
+    if reward.get("online") is not None:
+        check_keys(reward.online, ONLINE_KEYS, f"{prefix}online.")
+        if reward.online.get("teacher") is not None:
+            check_keys(reward.online.teacher, TEACHER_KEYS, f"{prefix}online.teacher.")
+
+
 def check_run_config(cfg: DictConfig) -> None:
-    """ValueError naming the first run or env key of the wrong type or range (seed=abc, eval_every=0,
-    total_env_steps=-5, env.num_envs=0, ...), so that a run refuses bad input before it builds anything or writes a
-    file."""
+    """ValueError naming the first run, env or reward key of the wrong type or range (seed=abc, eval_every=0,
+    total_env_steps=-5, env.num_envs=0, reward.hidden_dim=-1, ...), so that a run refuses bad input before it builds
+    anything or writes a file."""
     check_keys(cfg, RUN_KEYS)
+    check_reward_config(cfg.get("reward"))
     if "env" in cfg:
         check_keys(cfg.env, ENV_KEYS, "env.")
     for key in RUN_SWITCHES:

@@ -31,7 +31,7 @@ import envs  # noqa: E402,F401  (registers crlab/ envs)
 from agents import resolve_device  # noqa: E402
 from rewards.evaluation import Rollouts, env_reward_fn, evaluate_module, load_rollouts  # noqa: E402
 from rewards.from_config import reward_from_config  # noqa: E402
-from scripts.cli import check_keys, unknown_key_message, user_errors  # noqa: E402
+from scripts.cli import check_keys, check_reward_config, unknown_key_message, user_errors  # noqa: E402
 
 CONF = Path(__file__).resolve().parent / "conf"
 REFERENCE = "env reward"
@@ -79,6 +79,7 @@ def parse_args(argv: list[str]) -> tuple[DictConfig, dict[str, DictConfig]]:
         base = OmegaConf.load(CONF / "reward" / f"{name}.yaml")
         OmegaConf.set_struct(base, True)
         modules[name] = _merge(base, [a[len(name) + 1 :] for a in per_module[name]], f"reward {name!r}")
+        check_reward_config(modules[name], f"{name}.")
     if cfg.rollouts is None or not names:
         raise ValueError("usage: python -m scripts.eval_rewards rollouts=PATH reward=NAME[,NAME...] (NAME from "
                          f"{known})")

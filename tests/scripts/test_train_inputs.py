@@ -39,6 +39,18 @@ def test_run_keys_of_the_wrong_type_or_range_are_refused(override, expected):
     check_run_config(config())  # the defaults pass
 
 
+@pytest.mark.parametrize("overrides, expected", [
+    (["reward=preference", "reward.hidden_dim=-1"], "reward.hidden_dim=-1 must be an integer > 0"),  # a torch traceback
+    (["reward=preference", "reward.online.queries=0"], "reward.online.queries=0 must be an integer > 0"),
+    (["reward=preference", "reward.online.teacher.error_rate=-0.1"], "reward.online.teacher.error_rate=-0.1 must be"),
+    (["reward=language", "reward.gamma=-1"], "reward.gamma=-1 must be a number > 0 or null"),
+])
+def test_reward_options_of_the_wrong_type_or_range_are_refused(overrides, expected):
+    with pytest.raises(ValueError, match=expected):
+        check_run_config(config(*overrides))
+    check_run_config(config(overrides[0]))  # the reward's defaults pass
+
+
 @pytest.mark.parametrize("agent, option, value, expected", [
     ("crl", "batch_size", 0, "agent.batch_size=0 must be a number > 0"),
     ("ppo", "lr", -1e-3, "agent.lr=-0.001 must be a number > 0"), ("curl", "discount", 1.5, "in (0, 1]"),
