@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 import gymnasium
@@ -73,8 +74,8 @@ def make_agent_config(name: str, options: dict[str, Any]) -> Any:
 # option names -> the values they accept, for every agent's config (one name per concept across agents)
 POSITIVE = ("batch_size", "buffer_size", "repr_dim", "width", "num_steps", "num_minibatches", "update_epochs",
             "updates_per_step", "feature_dim", "num_filters", "num_conv_layers", "hidden_dim", "n_quantiles",
-            "n_critics", "train_freq")
-NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm", "bc_coef")
+            "n_critics", "train_freq", "clip_coef")
+NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm", "bc_coef", "vf_coef", "ent_coef")
 UNIT_INTERVAL = ("discount", "tau", "target_tau", "gae_lambda", "expectile")  # (0, 1]
 
 
@@ -88,13 +89,18 @@ def check_agent_values(name: str, options: dict[str, Any]) -> None:
             if widths is None or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in widths):
                 raise ValueError(f"agent.hidden={value!r} must be a list of positive layer widths, e.g. [256,256]")
             continue
+        if key == "ent_coef" and isinstance(value, str):  # SB3's SAC / TQC: "auto" or "auto_<initial value>"
+            if not (name in ("sb3_sac", "sb3_tqc") and re.fullmatch(r"auto(_[0-9.e-]+)?", value)):
+                choices = "a number >= 0, auto or auto_<initial value>" if name in ("sb3_sac", "sb3_tqc") else "a number >= 0"
+                raise ValueError(f"agent.ent_coef={value!r} must be {choices} (agent={name})")
+            continue
         if key == "gradient_steps":  # SB3: -1 means one per env step collected
             if not (isinstance(value, int) and not isinstance(value, bool) and (value == -1 or value > 0)):
                 raise ValueError(f"agent.gradient_steps={value!r} must be -1 or an integer > 0 (agent={name})")
             continue
         rule = ("> 0" if key in POSITIVE or key == "lr" or key.endswith("_lr") and key != "anneal_lr" else ">= 0" if key in NON_NEGATIVE else
                 "in (0, 1]" if key in UNIT_INTERVAL else None)
-        if rule is None or value is None or isinstance(value, bool) or (key == "ent_coef" and isinstance(value, str)):
+        if rule is None or value is None or isinstance(value, bool):
             continue
         ok = numeric and ((value > 0) if rule == "> 0" else (value >= 0) if rule == ">= 0" else (0 < value <= 1))
         if not ok:

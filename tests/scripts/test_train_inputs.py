@@ -1,6 +1,7 @@
 """scripts.train refuses bad run settings before any work (types, ranges, paths), resume never creates anything at a
 path that is not a run, and a corrupt latest.pt falls back to the newest intact step checkpoint."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,11 +56,15 @@ def test_reward_options_of_the_wrong_type_or_range_are_refused(overrides, expect
     ("crl", "batch_size", 0, "agent.batch_size=0 must be a number > 0"),
     ("ppo", "lr", -1e-3, "agent.lr=-0.001 must be a number > 0"), ("curl", "discount", 1.5, "in (0, 1]"),
     ("sb3_sac", "gradient_steps", 0, "agent.gradient_steps=0"), ("crl", "hidden", [256, 0], "positive layer widths"),
+    ("ppo", "clip_coef", -1, "agent.clip_coef=-1 must be a number > 0"),  # these three were accepted
+    ("ppo", "ent_coef", "abc", "agent.ent_coef='abc' must be a number >= 0 (agent=ppo)"),
+    ("sb3_sac", "ent_coef", "autox", "agent.ent_coef='autox' must be a number >= 0, auto or auto_<initial value>"),
 ])
 def test_agent_options_out_of_range_are_refused_before_anything_is_built(agent, option, value, expected):
-    with pytest.raises(ValueError, match=expected.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ValueError, match=re.escape(expected)):
         make_agent_config(agent, {option: value})
     assert make_agent_config("sb3_sac", {"gradient_steps": -1, "ent_coef": "auto"}).gradient_steps == -1
+    assert make_agent_config("sb3_tqc", {"ent_coef": "auto_0.1"}).ent_coef == "auto_0.1"
 
 
 def cli(*args):
