@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
 
 import gymnasium
@@ -79,6 +78,17 @@ NON_NEGATIVE = ("warmup_steps", "logsumexp_penalty", "max_grad_norm", "bc_coef",
 UNIT_INTERVAL = ("discount", "tau", "target_tau", "gae_lambda", "expectile")  # (0, 1]
 
 
+def sb3_entropy_setting(value: str) -> bool:
+    """Whether SB3's SAC / TQC take `value` as ent_coef: "auto", "auto_<initial value>", or a number SB3 reads with
+    float()."""
+    if value == "auto":
+        return True
+    try:
+        return float(value.removeprefix("auto_")) >= 0
+    except ValueError:
+        return False
+
+
 def check_agent_values(name: str, options: dict[str, Any]) -> None:
     """ValueError naming the first agent option whose value is of the wrong type or out of range (a batch size of
     0, a negative learning rate, a discount above 1, ...), before anything is built."""
@@ -89,8 +99,8 @@ def check_agent_values(name: str, options: dict[str, Any]) -> None:
             if widths is None or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in widths):
                 raise ValueError(f"agent.hidden={value!r} must be a list of positive layer widths, e.g. [256,256]")
             continue
-        if key == "ent_coef" and isinstance(value, str):  # SB3's SAC / TQC: "auto" or "auto_<initial value>"
-            if not (name in ("sb3_sac", "sb3_tqc") and re.fullmatch(r"auto(_[0-9.e-]+)?", value)):
+        if key == "ent_coef" and isinstance(value, str):  # SB3's SAC / TQC: "auto", "auto_<initial value>" or a number
+            if name not in ("sb3_sac", "sb3_tqc") or not sb3_entropy_setting(value):
                 choices = "a number >= 0, auto or auto_<initial value>" if name in ("sb3_sac", "sb3_tqc") else "a number >= 0"
                 raise ValueError(f"agent.ent_coef={value!r} must be {choices} (agent={name})")
             continue
