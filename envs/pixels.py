@@ -43,8 +43,9 @@ class PixelTask(TaskWrapper):
     ) -> None:
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type={obs_type!r} is not one of {OBS_TYPES}")
-        if frame_stack < 1 or action_repeat < 1 or image_size < 1:
-            raise ValueError("frame_stack, action_repeat and image_size must be >= 1")
+        for name, value in (("frame_stack", frame_stack), ("action_repeat", action_repeat), ("image_size", image_size)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
         self.uses_pixels = obs_type != "state"
         if not self.uses_pixels and (frame_stack > 1 or goal_image):
             raise ValueError(f"frame_stack and goal_image need pixel observations, got obs_type={obs_type!r}")

@@ -109,6 +109,8 @@ def test_options_are_checked():
         gymnasium.make("crlab/Push-v0", obs_type="rgb")
     with pytest.raises(ValueError, match="pixel"):
         gymnasium.make("crlab/Push-v0", frame_stack=3)
+    with pytest.raises(ValueError, match="image_size=0 must be an integer >= 1"):  # the bad one is named
+        gymnasium.make("crlab/Push-v0", obs_type="pixels", image_size=0)
 
 
 def test_frame_stack_repeats_the_first_frame_and_drops_the_oldest():
