@@ -10,7 +10,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gymnasium
 from hydra import compose, initialize_config_dir
@@ -55,7 +55,8 @@ def one_line(message: Any) -> str:
     return " ".join(str(message).split("Config search path")[0].split())
 
 
-def refuse(message: str) -> None:
+def refuse(message: str) -> NoReturn:
+    """Print `error: message` and exit 2 (a refused command line)."""
     sys.stderr.write(f"error: {message}\n")
     sys.exit(2)
 
