@@ -221,11 +221,16 @@ def _index(obs: Obs, i: int) -> Obs:
     return obs[i]
 
 
+def is_positive_int(value: Any) -> bool:
+    """An env size (copies, frame pixels, stacked frames): a Python or numpy integer >= 1, not a bool."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
 def check_frame_size(task: BatchedTask) -> None:
     """ValueError naming a frame `width` / `height` that is not a positive integer (None: the task's default)."""
     for name in ("width", "height"):
         value = getattr(task, name, None)
-        if value is not None and not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0):
+        if value is not None and not is_positive_int(value):
             raise ValueError(f"{name}={value!r} must be a positive integer (frame size in pixels)")
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from envs.batched import is_positive_int
 from envs.gl_fork import before_gl_context
 
 _LIVE_RENDERERS: weakref.WeakSet = weakref.WeakSet()
@@ -92,7 +93,7 @@ class BatchedMujoco:
     """
 
     def __init__(self, xml_path: str | Path, num_copies: int, spacing: float = 2.0) -> None:
-        if not isinstance(num_copies, (int, np.integer)) or isinstance(num_copies, bool) or num_copies < 1:
+        if not is_positive_int(num_copies):
             raise ValueError(f"num_envs={num_copies!r} must be an integer >= 1 (the env's copies)")
         self.num_copies = num_copies
         base = mujoco.MjSpec.from_file(str(xml_path))

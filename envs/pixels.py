@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from envs.batched import BatchedTask, Obs, TaskWrapper
+from envs.batched import BatchedTask, Obs, TaskWrapper, is_positive_int
 from envs.frame_stack import FrameStack
 from envs.goal_space import GoalSpaceTask
 
@@ -44,7 +44,7 @@ class PixelTask(TaskWrapper):
         if obs_type not in OBS_TYPES:
             raise ValueError(f"obs_type={obs_type!r} is not one of {OBS_TYPES}")
         for name, value in (("frame_stack", frame_stack), ("action_repeat", action_repeat), ("image_size", image_size)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            if not is_positive_int(value):
                 raise ValueError(f"{name}={value!r} must be an integer >= 1")
         self.uses_pixels = obs_type != "state"
         if not self.uses_pixels and (frame_stack > 1 or goal_image):
